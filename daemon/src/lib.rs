@@ -1,0 +1,9 @@
+//! The moat daemon's library: loading the classifier into the kernel, keeping
+//! its maps in step with the config, applying the nftables ruleset, and
+//! reporting counters. `main.rs` is the CLI on top.
+#![forbid(unsafe_code)]
+
+pub mod kernel;
+pub mod nft;
+pub mod run;
+pub mod status;

@@ -1,0 +1,114 @@
+//! The `moat` command line: run the daemon, check or plan a config.
+#![forbid(unsafe_code)]
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use moat_policy::Config;
+
+/// Exit code for an invalid config (documented in docs/configuration.md).
+const EXIT_CONFIG: u8 = 2;
+const EXIT_RUNTIME: u8 = 1;
+const DEFAULT_CONFIG: &str = "/etc/moat/moat.toml";
+
+#[derive(Parser, Debug)]
+#[command(name = "moat", version, about = "Protects a home's IoT devices from the gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Enforce the config on this gateway until SIGTERM.
+    Run {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate a config; print `file:line:col: problem` for each error (exit 2).
+    Check {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the nftables ruleset and device table a config compiles to.
+    Plan {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|diags| {
+        eprintln!("{diags}");
+        eprintln!("{}: {} error(s)", path.display(), diags.0.len());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(&config) {
+            Ok(cfg) => {
+                println!("{}: ok ({} devices, {} policies)", config.display(), cfg.devices.len(), cfg.policies.len());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Plan { config } => match load(&config) {
+            Ok(cfg) => {
+                print!("{}", plan(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            init_logging();
+            let cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            run(cfg)
+        }
+    }
+}
+
+fn run(cfg: Config) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "starting the runtime");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match rt.block_on(moat::run::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "moat stopped");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn plan(cfg: &Config) -> String {
+    let mut out = moat_policy::nft::ruleset(cfg);
+    out.push_str("\n# classifier device table (DEVICES map)\n");
+    for d in &cfg.devices {
+        let blocked = cfg.policy_of(d).blocked_names().join(",");
+        out.push_str(&format!("# id {:>5}  {}  {:<20} policy={} block=[{}]\n", d.id, d.mac, d.name, d.policy, blocked));
+    }
+    let unknown = moat_policy::Policy { blocked_classes: cfg.unknown_blocked() };
+    out.push_str(&format!("# unknown devices: block=[{}]\n", unknown.blocked_names().join(",")));
+    out
+}
+
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,83 @@
+//! `moat run`: put the config into force and keep it there until told to stop.
+//!
+//! Order matters: device entries are in the maps before the classifier is
+//! attached, and the nft table is in place before we report ready, so there is
+//! no moment where a configured device is treated as unknown.
+
+use std::{path::Path, time::Duration};
+
+use moat_policy::{nft as ruleset, Config};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::{
+    kernel::{Kernel, KernelError},
+    nft::{self, NftError},
+    status,
+};
+
+/// How often the status snapshot is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Enforces `cfg` until SIGTERM/SIGINT, then removes what it installed.
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    let mut kernel = Kernel::load()?;
+    kernel.sync_devices(&cfg)?;
+    kernel.attach(&cfg.gateway.lan)?;
+    nft::apply("ruleset", &ruleset::ruleset(&cfg))?;
+    info!(lan = %cfg.gateway.lan, wan = %cfg.gateway.wan, devices = cfg.devices.len(), "enforcing");
+
+    let result = serve(&kernel, &cfg).await;
+
+    if let Err(e) = nft::apply("teardown", &ruleset::teardown()) {
+        warn!(error = %e, "removing the nft table failed");
+    }
+    drop(kernel); // detaches the classifier
+    info!("stopped");
+    result
+}
+
+async fn serve(kernel: &Kernel, cfg: &Config) -> Result<(), RunError> {
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    let dir = Path::new(&cfg.gateway.run_dir);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = usr1.recv() => {}
+            _ = tick.tick() => {}
+        }
+        seq += 1;
+        publish(kernel, cfg, dir, seq);
+    }
+    seq += 1;
+    publish(kernel, cfg, dir, seq);
+    Ok(())
+}
+
+/// Writes a status snapshot; failures are logged, never fatal (enforcement
+/// does not depend on reporting).
+fn publish(kernel: &Kernel, cfg: &Config, dir: &Path, seq: u64) {
+    match status::collect(kernel, cfg, seq) {
+        Ok(snap) => {
+            if let Err(e) = status::write(dir, &snap) {
+                warn!(dir = %dir.display(), error = %e, "writing status snapshot failed");
+            }
+        }
+        Err(e) => warn!(error = %e, "reading counters failed"),
+    }
+}

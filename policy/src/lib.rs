@@ -1,0 +1,16 @@
+//! moat's policy side: the TOML config model, its validation (errors with
+//! `file:line:col` and a hint), and compilation to what the kernel enforces
+//! (eBPF map entries and the nftables ruleset). Pure: no privileges, no I/O
+//! beyond reading the config file.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod diag;
+pub mod mac;
+pub mod nft;
+mod raw;
+mod validate;
+
+pub use config::{Config, Device, Gateway, Policy};
+pub use diag::{Diagnostic, Diagnostics};
+pub use mac::MacAddr;
