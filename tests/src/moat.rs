@@ -1,0 +1,137 @@
+//! The real `moat` binary running in a lab's gateway namespace.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+use crate::lab::{self, wait_for, Lab};
+
+/// Path of the moat binary under test: `$MOAT_BIN`, else next to the test
+/// executable's directory (target/<profile>/moat).
+pub fn binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MOAT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test binary has no target dir")?;
+    let bin = profile_dir.join("moat");
+    if !bin.exists() {
+        bail!("{} not found: build it first (cargo build -p moat) or set MOAT_BIN", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A moat daemon; SIGTERM'd (if still running) when dropped.
+#[derive(Debug)]
+pub struct Moat {
+    child: Option<Child>,
+    pub config: PathBuf,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Moat {
+    /// Writes `config` (with `@RUN_DIR@` replaced) and starts moat in the gateway
+    /// namespace; returns once the classifier is attached and the nft table exists.
+    pub fn start(lab: &Lab, config: &str) -> Result<Self> {
+        let run_dir = lab.dir.join("run");
+        let config_path = lab.dir.join("moat.toml");
+        std::fs::write(&config_path, config.replace("@RUN_DIR@", &run_dir.display().to_string()))?;
+        let log = lab.dir.join("moat.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.gw])
+            .arg(binary()?)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .context("starting moat")?;
+        let mut moat = Moat { child: Some(child), config: config_path, run_dir, log };
+        let status_file = moat.run_dir.join("status.json");
+        let ready = wait_for(Duration::from_secs(20), || {
+            if let Some(code) = moat.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("moat exited early ({code}): {}", moat.log_text());
+            }
+            Ok(status_file.exists())
+        });
+        ready.with_context(|| format!("moat did not become ready: {}", moat.log_text()))?;
+        Ok(moat)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asks for a fresh status snapshot (SIGUSR1) and returns it.
+    pub fn status(&self) -> Result<Value> {
+        let before = self.read_status().map(|v| v["seq"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let pid = self.pid().context("moat is not running")?;
+        crate::cmd::run(None, &["kill", "-USR1", &pid.to_string()])?;
+        let mut latest = Value::Null;
+        wait_for(Duration::from_secs(10), || {
+            latest = self.read_status().unwrap_or(Value::Null);
+            Ok(latest["seq"].as_u64().unwrap_or(0) > before)
+        })?;
+        Ok(latest)
+    }
+
+    fn read_status(&self) -> Result<Value> {
+        let text = std::fs::read_to_string(self.run_dir.join("status.json"))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// SIGTERM, wait for exit; returns the exit status and the final snapshot.
+    pub fn stop(&mut self) -> Result<(ExitStatus, Value)> {
+        let mut child = self.child.take().context("moat already stopped")?;
+        crate::cmd::run(None, &["kill", "-TERM", &child.id().to_string()])?;
+        let mut status = None;
+        wait_for(Duration::from_secs(20), || {
+            status = child.try_wait()?;
+            Ok(status.is_some())
+        })?;
+        let status = status.context("no exit status")?;
+        Ok((status, self.read_status()?))
+    }
+}
+
+impl Drop for Moat {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = crate::cmd::output(None, &["kill", "-TERM", &c.id().to_string()]);
+            if wait_for(Duration::from_secs(5), || Ok(c.try_wait()?.is_some())).is_err() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// The per-device entry named `name` in a status snapshot.
+pub fn device<'a>(status: &'a Value, name: &str) -> Result<&'a Value> {
+    status["devices"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["name"] == name))
+        .with_context(|| format!("device {name:?} not in status: {status}"))
+}
+
+/// A counter of a device entry.
+pub fn counter(dev: &Value, key: &str) -> u64 {
+    dev[key].as_u64().unwrap_or(0)
+}
+
+/// The lab config: the lab's interfaces and the given policy/device tables.
+pub fn lab_config(tables: &str) -> String {
+    format!("[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}", lab::LAN_IF, lab::WAN_IF)
+}
