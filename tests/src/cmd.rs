@@ -32,9 +32,9 @@ pub fn run(ns: Option<&str>, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `sh -c script` inside `ns`, failing unless it exits 0.
+/// `sh -ec script` inside `ns`: fails at the first command that fails.
 pub fn sh(ns: &str, script: &str) -> Result<String> {
-    run(Some(ns), &["sh", "-c", script])
+    run(Some(ns), &["sh", "-ec", script])
 }
 
 /// True when running as root (lab tests need it).

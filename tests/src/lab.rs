@@ -5,7 +5,7 @@
 //!  dev1 eth0 ─┼─ lanN ─ br-lan 10.77.0.1/16 fd77::1/64
 //!  ...        ┘         wan0 203.0.113.1/24 ── eth0 203.0.113.2/24
 //!                            2001:db8:ffff::1     2001:db8:ffff::2
-//!                                                 srv0 198.51.100.10, 2001:db8:1::10
+//!                                                 lo 198.51.100.10, 2001:db8:1::10
 //! ```
 //! Device i has MAC as given, 10.77.0.(10+i) and fd77::(10+i).
 
@@ -95,10 +95,8 @@ impl Lab {
             "ip link set eth0 up
              ip addr add 203.0.113.2/24 dev eth0
              ip addr add 2001:db8:ffff::2/64 dev eth0 nodad
-             ip link add srv0 type dummy
-             ip link set srv0 up
-             ip addr add {INTERNET_V4}/24 dev srv0
-             ip addr add {INTERNET_V6}/64 dev srv0 nodad
+             ip addr add {INTERNET_V4}/32 dev lo
+             ip addr add {INTERNET_V6}/128 dev lo
              ip route add 10.77.0.0/16 via 203.0.113.1
              ip -6 route add fd77::/64 via 2001:db8:ffff::1"))?;
         Ok(())
