@@ -92,9 +92,24 @@ mod tests {
 
     #[test]
     fn stats_add_sums_every_field() {
-        let mut a = DeviceStats { packets: 1, bytes: 2, dropped_packets: 3, dropped_bytes: 4, dropped_by_class: [5, 6] };
+        let mut a = DeviceStats {
+            packets: 1,
+            bytes: 2,
+            dropped_packets: 3,
+            dropped_bytes: 4,
+            dropped_by_class: [5, 6],
+        };
         let b = a;
         a.add(&b);
-        assert_eq!(a, DeviceStats { packets: 2, bytes: 4, dropped_packets: 6, dropped_bytes: 8, dropped_by_class: [10, 12] });
+        assert_eq!(
+            a,
+            DeviceStats {
+                packets: 2,
+                bytes: 4,
+                dropped_packets: 6,
+                dropped_bytes: 8,
+                dropped_by_class: [10, 12]
+            }
+        );
     }
 }

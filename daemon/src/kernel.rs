@@ -16,16 +16,27 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mo
 /// What can go wrong between moat and the kernel.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("this moat binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild without it")]
+    #[error(
+        "this moat binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild without it"
+    )]
     NoObject,
     #[error("loading the eBPF object: {0}")]
     Load(#[from] EbpfError),
     #[error("eBPF object has no {what} named {name:?}")]
-    Missing { what: &'static str, name: &'static str },
+    Missing {
+        what: &'static str,
+        name: &'static str,
+    },
     #[error("eBPF program {name}: {source}")]
-    Program { name: &'static str, source: ProgramError },
+    Program {
+        name: &'static str,
+        source: ProgramError,
+    },
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: MapError },
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
     #[error("attaching the classifier to {iface:?}: {source}")]
     Attach { iface: String, source: ProgramError },
 }
@@ -51,7 +62,8 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> KernelError {
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {
-    ebpf.take_map(name).ok_or(KernelError::Missing { what: "map", name })
+    ebpf.take_map(name)
+        .ok_or(KernelError::Missing { what: "map", name })
 }
 
 impl Kernel {
@@ -61,28 +73,54 @@ impl Kernel {
             return Err(KernelError::NoObject);
         }
         let mut ebpf = Ebpf::load(OBJECT)?;
-        let devices = HashMap::try_from(take(&mut ebpf, m::DEVICES)?).map_err(map_err(m::DEVICES))?;
-        let unknown = Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?).map_err(map_err(m::UNKNOWN_POLICY))?;
-        let stats = PerCpuArray::try_from(take(&mut ebpf, m::DEVICE_STATS)?).map_err(map_err(m::DEVICE_STATS))?;
-        let drops = PerCpuArray::try_from(take(&mut ebpf, m::DROP_REASONS)?).map_err(map_err(m::DROP_REASONS))?;
-        let health = PerCpuArray::try_from(take(&mut ebpf, m::HEALTH)?).map_err(map_err(m::HEALTH))?;
-        let mut k = Self { ebpf, devices, unknown, stats, drops, health };
-        k.program()?.load().map_err(|source| KernelError::Program { name: m::PROG_INGRESS, source })?;
+        let devices =
+            HashMap::try_from(take(&mut ebpf, m::DEVICES)?).map_err(map_err(m::DEVICES))?;
+        let unknown = Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?)
+            .map_err(map_err(m::UNKNOWN_POLICY))?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, m::DEVICE_STATS)?)
+            .map_err(map_err(m::DEVICE_STATS))?;
+        let drops = PerCpuArray::try_from(take(&mut ebpf, m::DROP_REASONS)?)
+            .map_err(map_err(m::DROP_REASONS))?;
+        let health =
+            PerCpuArray::try_from(take(&mut ebpf, m::HEALTH)?).map_err(map_err(m::HEALTH))?;
+        let mut k = Self {
+            ebpf,
+            devices,
+            unknown,
+            stats,
+            drops,
+            health,
+        };
+        k.program()?.load().map_err(|source| KernelError::Program {
+            name: m::PROG_INGRESS,
+            source,
+        })?;
         Ok(k)
     }
 
     /// The classifier program (for attaching, or BPF_PROG_TEST_RUN in tests).
     pub fn program(&mut self) -> Result<&mut SchedClassifier, KernelError> {
-        let missing = KernelError::Missing { what: "program", name: m::PROG_INGRESS };
+        let missing = KernelError::Missing {
+            what: "program",
+            name: m::PROG_INGRESS,
+        };
         let prog = self.ebpf.program_mut(m::PROG_INGRESS).ok_or(missing)?;
-        prog.try_into().map_err(|source| KernelError::Program { name: m::PROG_INGRESS, source })
+        prog.try_into().map_err(|source| KernelError::Program {
+            name: m::PROG_INGRESS,
+            source,
+        })
     }
 
     /// Attaches to `iface`'s ingress (TCX on kernels that have it). The link
     /// lives as long as `self`: dropping the Kernel detaches it.
     pub fn attach(&mut self, iface: &str) -> Result<(), KernelError> {
-        let attach_err = |source| KernelError::Attach { iface: iface.to_string(), source };
-        self.program()?.attach(iface, TcAttachType::Ingress).map_err(attach_err)?;
+        let attach_err = |source| KernelError::Attach {
+            iface: iface.to_string(),
+            source,
+        };
+        self.program()?
+            .attach(iface, TcAttachType::Ingress)
+            .map_err(attach_err)?;
         Ok(())
     }
 
@@ -92,17 +130,35 @@ impl Kernel {
         let want: std::collections::HashMap<MacKey, DeviceEntry> = cfg
             .devices
             .iter()
-            .map(|d| (MacKey::new(d.mac.0), DeviceEntry { id: d.id, blocked_classes: cfg.policy_of(d).blocked_classes }))
+            .map(|d| {
+                (
+                    MacKey::new(d.mac.0),
+                    DeviceEntry {
+                        id: d.id,
+                        blocked_classes: cfg.policy_of(d).blocked_classes,
+                    },
+                )
+            })
             .collect();
         for (k, v) in &want {
             self.devices.insert(k, v, 0).map_err(map_err(m::DEVICES))?;
         }
-        let stale: Vec<MacKey> = self.devices.keys().filter_map(Result::ok).filter(|k| !want.contains_key(k)).collect();
+        let stale: Vec<MacKey> = self
+            .devices
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want.contains_key(k))
+            .collect();
         for k in stale {
             self.devices.remove(&k).map_err(map_err(m::DEVICES))?;
         }
-        let unknown = DeviceEntry { id: m::UNKNOWN_DEVICE_ID, blocked_classes: cfg.unknown_blocked() };
-        self.unknown.set(0, unknown, 0).map_err(map_err(m::UNKNOWN_POLICY))?;
+        let unknown = DeviceEntry {
+            id: m::UNKNOWN_DEVICE_ID,
+            blocked_classes: cfg.unknown_blocked(),
+        };
+        self.unknown
+            .set(0, unknown, 0)
+            .map_err(map_err(m::UNKNOWN_POLICY))?;
         Ok(())
     }
 
@@ -125,6 +181,16 @@ impl Kernel {
     }
 }
 
-fn sum_all(map: &PerCpuArray<MapData, u64>, n: u32, name: &'static str) -> Result<Vec<u64>, KernelError> {
-    (0..n).map(|i| map.get(&i, 0).map(|v| v.iter().sum()).map_err(map_err(name))).collect()
+fn sum_all(
+    map: &PerCpuArray<MapData, u64>,
+    n: u32,
+    name: &'static str,
+) -> Result<Vec<u64>, KernelError> {
+    (0..n)
+        .map(|i| {
+            map.get(&i, 0)
+                .map(|v| v.iter().sum())
+                .map_err(map_err(name))
+        })
+        .collect()
 }

@@ -43,7 +43,13 @@ pub struct DeviceReport {
     pub dropped_by_class: BTreeMap<&'static str, u64>,
 }
 
-fn report(name: &str, mac: String, policy: &str, blocked: Vec<&'static str>, s: DeviceStats) -> DeviceReport {
+fn report(
+    name: &str,
+    mac: String,
+    policy: &str,
+    blocked: Vec<&'static str>,
+    s: DeviceStats,
+) -> DeviceReport {
     let dropped_by_class = s
         .dropped_by_class
         .iter()
@@ -69,13 +75,32 @@ pub fn collect(kernel: &Kernel, cfg: &Config, seq: u64) -> Result<Snapshot, Kern
     let mut devices = Vec::with_capacity(cfg.devices.len() + 1);
     for d in &cfg.devices {
         let p = cfg.policy_of(d);
-        devices.push(report(&d.name, d.mac.to_string(), &d.policy, p.blocked_names(), kernel.device_stats(d.id)?));
+        devices.push(report(
+            &d.name,
+            d.mac.to_string(),
+            &d.policy,
+            p.blocked_names(),
+            kernel.device_stats(d.id)?,
+        ));
     }
-    let unknown_policy = cfg.gateway.unknown_policy.as_deref().unwrap_or("(built-in)");
-    let unknown = moat_policy::Policy { blocked_classes: cfg.unknown_blocked() };
+    let unknown_policy = cfg
+        .gateway
+        .unknown_policy
+        .as_deref()
+        .unwrap_or("(built-in)");
+    let unknown = moat_policy::Policy {
+        blocked_classes: cfg.unknown_blocked(),
+    };
     let stats = kernel.device_stats(UNKNOWN_DEVICE_ID)?;
-    devices.push(report("unknown", String::new(), unknown_policy, unknown.blocked_names(), stats));
-    let named = |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();
+    devices.push(report(
+        "unknown",
+        String::new(),
+        unknown_policy,
+        unknown.blocked_names(),
+        stats,
+    ));
+    let named =
+        |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();
     Ok(Snapshot {
         seq,
         unix_time: std::time::SystemTime::now()
@@ -91,11 +116,19 @@ pub fn collect(kernel: &Kernel, cfg: &Config, seq: u64) -> Result<Snapshot, Kern
 /// partial file). Mode 0640: counters reveal what devices do.
 pub fn write(dir: &Path, snap: &Snapshot) -> std::io::Result<PathBuf> {
     // Created 0750 if missing; an existing directory keeps its owner's mode.
-    fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)?;
     let path = dir.join(FILE);
     let tmp = dir.join(format!(".{FILE}.tmp"));
     let body = serde_json::to_vec_pretty(snap).map_err(std::io::Error::other)?;
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&tmp)?;
     f.write_all(&body)?;
     f.sync_all()?;
     fs::rename(&tmp, &path)?;

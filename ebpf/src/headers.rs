@@ -56,7 +56,8 @@ pub fn l4_dst_port(ctx: &TcContext) -> Parse {
 }
 
 fn ipv4(ctx: &TcContext, l3: usize) -> Parse {
-    let (Some(vihl), Some(frag), Some(proto)) = (byte(ctx, l3), be16(ctx, l3 + 6), byte(ctx, l3 + 9))
+    let (Some(vihl), Some(frag), Some(proto)) =
+        (byte(ctx, l3), be16(ctx, l3 + 6), byte(ctx, l3 + 9))
     else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };

@@ -4,9 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
-use moat_common::{
-    class::Class, maps::MAX_DEVICES, reason, DeviceEntry, DeviceStats, MacKey,
-};
+use moat_common::{class::Class, maps::MAX_DEVICES, reason, DeviceEntry, DeviceStats, MacKey};
 
 #[map]
 static DEVICES: HashMap<MacKey, DeviceEntry> = HashMap::with_max_entries(MAX_DEVICES, 0);

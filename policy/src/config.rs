@@ -84,7 +84,10 @@ impl Config {
     /// The `class::bit` mask applied to devices not in the config.
     pub fn unknown_blocked(&self) -> u32 {
         match &self.gateway.unknown_policy {
-            Some(name) => self.policies.get(name).map_or(u32::MAX, |p| p.blocked_classes),
+            Some(name) => self
+                .policies
+                .get(name)
+                .map_or(u32::MAX, |p| p.blocked_classes),
             // No policy named: unknown devices get every class blocked that
             // moat considers insecure.
             None => class::bit(class::TELNET),
@@ -93,6 +96,9 @@ impl Config {
 
     /// The policy of a device (validation guarantees it exists).
     pub fn policy_of(&self, device: &Device) -> Policy {
-        self.policies.get(&device.policy).cloned().unwrap_or_default()
+        self.policies
+            .get(&device.policy)
+            .cloned()
+            .unwrap_or_default()
     }
 }

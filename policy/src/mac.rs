@@ -26,7 +26,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split(sep);
         for byte in out.iter_mut() {
             let part = parts.next().ok_or(MacError::Syntax)?;
-            if part.len() != 2 {
+            // from_str_radix alone would accept a sign ("+1").
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(MacError::Syntax);
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| MacError::Syntax)?;
@@ -65,11 +66,25 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        for bad in ["", "02:77:00:00:ab", "02:77:00:00:ab:01:02", "2:77:00:00:ab:01", "zz:77:00:00:ab:01", "02:77:00:00:ab:+1", "02:77-00:00:ab:01"] {
+        for bad in [
+            "",
+            "02:77:00:00:ab",
+            "02:77:00:00:ab:01:02",
+            "2:77:00:00:ab:01",
+            "zz:77:00:00:ab:01",
+            "02:77:00:00:ab:+1",
+            "02:77-00:00:ab:01",
+        ] {
             assert_eq!(bad.parse::<MacAddr>(), Err(MacError::Syntax), "{bad}");
         }
-        assert_eq!("ff:ff:ff:ff:ff:ff".parse::<MacAddr>(), Err(MacError::Multicast));
-        assert_eq!("01:00:5e:00:00:01".parse::<MacAddr>(), Err(MacError::Multicast));
+        assert_eq!(
+            "ff:ff:ff:ff:ff:ff".parse::<MacAddr>(),
+            Err(MacError::Multicast)
+        );
+        assert_eq!(
+            "01:00:5e:00:00:01".parse::<MacAddr>(),
+            Err(MacError::Multicast)
+        );
         assert_eq!("00:00:00:00:00:00".parse::<MacAddr>(), Err(MacError::Zero));
     }
 }

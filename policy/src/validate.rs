@@ -30,12 +30,19 @@ impl Checker<'_> {
 }
 
 pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagnostics> {
-    let mut c = Checker { src, errors: Vec::new() };
+    let mut c = Checker {
+        src,
+        errors: Vec::new(),
+    };
     let policies = policies(&mut c, &raw.policies);
     let gateway = gateway(&mut c, &raw.gateway, &policies);
     let devices = devices(&mut c, &raw.devices, &policies);
     if c.errors.is_empty() {
-        Ok(Config { gateway, policies, devices })
+        Ok(Config {
+            gateway,
+            policies,
+            devices,
+        })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))
@@ -45,19 +52,36 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
 fn ifname(c: &mut Checker<'_>, key: &str, v: &Spanned<String>) {
     let name = v.get_ref();
     let ok_char = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '@');
-    if name.is_empty() || name.len() > MAX_IFNAME || !name.chars().all(ok_char) || name == "." || name == ".." {
-        c.err(v, format!("`{key}` = {name:?} is not a valid interface name"),
-            Some(format!("1 to {MAX_IFNAME} characters of A-Z a-z 0-9 - _ . @ (e.g. \"br-lan\")")));
+    if name.is_empty()
+        || name.len() > MAX_IFNAME
+        || !name.chars().all(ok_char)
+        || name == "."
+        || name == ".."
+    {
+        c.err(
+            v,
+            format!("`{key}` = {name:?} is not a valid interface name"),
+            Some(format!(
+                "1 to {MAX_IFNAME} characters of A-Z a-z 0-9 - _ . @ (e.g. \"br-lan\")"
+            )),
+        );
     }
 }
 
-fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<String, Policy>) -> Gateway {
+fn gateway(
+    c: &mut Checker<'_>,
+    g: &Spanned<RawGateway>,
+    policies: &BTreeMap<String, Policy>,
+) -> Gateway {
     let raw = g.get_ref();
     ifname(c, "lan", &raw.lan);
     ifname(c, "wan", &raw.wan);
     if raw.lan.get_ref() == raw.wan.get_ref() {
-        c.err(&raw.wan, "`wan` is the same interface as `lan`",
-            Some("moat needs the LAN side (devices) and the WAN side (internet) apart".into()));
+        c.err(
+            &raw.wan,
+            "`wan` is the same interface as `lan`",
+            Some("moat needs the LAN side (devices) and the WAN side (internet) apart".into()),
+        );
     }
     if let Some(p) = &raw.unknown_policy {
         check_policy_ref(c, p, policies);
@@ -65,12 +89,18 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
     Gateway {
         lan: raw.lan.get_ref().clone(),
         wan: raw.wan.get_ref().clone(),
-        run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
+        run_dir: raw
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
         unknown_policy: raw.unknown_policy.as_ref().map(|p| p.get_ref().clone()),
     }
 }
 
-fn policies(c: &mut Checker<'_>, raw: &BTreeMap<Spanned<String>, RawPolicy>) -> BTreeMap<String, Policy> {
+fn policies(
+    c: &mut Checker<'_>,
+    raw: &BTreeMap<Spanned<String>, RawPolicy>,
+) -> BTreeMap<String, Policy> {
     let mut out = BTreeMap::new();
     for (name, p) in raw {
         check_name(c, name, "policy");
@@ -78,23 +108,40 @@ fn policies(c: &mut Checker<'_>, raw: &BTreeMap<Spanned<String>, RawPolicy>) -> 
         for entry in &p.block {
             match class::from_name(entry.get_ref()) {
                 Some(cl) if cl != class::OTHER => blocked |= class::bit(cl),
-                _ => c.err(entry, format!("unknown traffic class {:?} in `block`", entry.get_ref()),
-                    Some(format!("blockable classes: {}", blockable_classes()))),
+                _ => c.err(
+                    entry,
+                    format!("unknown traffic class {:?} in `block`", entry.get_ref()),
+                    Some(format!("blockable classes: {}", blockable_classes())),
+                ),
             }
         }
-        out.insert(name.get_ref().clone(), Policy { blocked_classes: blocked });
+        out.insert(
+            name.get_ref().clone(),
+            Policy {
+                blocked_classes: blocked,
+            },
+        );
     }
     out
 }
 
 fn blockable_classes() -> String {
-    class::NAMES.iter().filter(|n| **n != "other").copied().collect::<Vec<_>>().join(", ")
+    class::NAMES
+        .iter()
+        .filter(|n| **n != "other")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_name(c: &mut Checker<'_>, name: &Spanned<String>, what: &str) {
     let n = name.get_ref();
     if n.is_empty() || n.len() > MAX_NAME || n.chars().any(char::is_control) {
-        c.err(name, format!("{what} name {n:?} must be 1 to {MAX_NAME} printable characters"), None);
+        c.err(
+            name,
+            format!("{what} name {n:?} must be 1 to {MAX_NAME} printable characters"),
+            None,
+        );
     }
 }
 
@@ -110,11 +157,19 @@ fn check_policy_ref(c: &mut Checker<'_>, p: &Spanned<String>, policies: &BTreeMa
     }
 }
 
-fn devices(c: &mut Checker<'_>, raw: &[Spanned<RawDevice>], policies: &BTreeMap<String, Policy>) -> Vec<Device> {
+fn devices(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawDevice>],
+    policies: &BTreeMap<String, Policy>,
+) -> Vec<Device> {
     let max = (MAX_DEVICES - 1) as usize;
     if raw.len() > max {
         if let Some(first_extra) = raw.get(max) {
-            c.err(first_extra, format!("too many devices: {} (at most {max})", raw.len()), None);
+            c.err(
+                first_extra,
+                format!("too many devices: {} (at most {max})", raw.len()),
+                None,
+            );
         }
     }
     let mut seen_mac: HashMap<MacAddr, usize> = HashMap::new();
@@ -126,24 +181,40 @@ fn devices(c: &mut Checker<'_>, raw: &[Spanned<RawDevice>], policies: &BTreeMap<
         check_policy_ref(c, &d.policy, policies);
         if let Some(first) = seen_name.insert(d.name.get_ref(), d.name.span().start) {
             let (line, _) = c.src.line_col(first);
-            c.err(&d.name, format!("duplicate device name {:?}", d.name.get_ref()),
-                Some(format!("first used on line {line}; names must be unique")));
+            c.err(
+                &d.name,
+                format!("duplicate device name {:?}", d.name.get_ref()),
+                Some(format!("first used on line {line}; names must be unique")),
+            );
         }
         let mac = match d.mac.get_ref().parse::<MacAddr>() {
             Ok(mac) => mac,
             Err(e) => {
-                c.err(&d.mac, format!("bad MAC address {:?}: {e}", d.mac.get_ref()),
-                    Some("write it like \"02:77:00:00:00:01\"".into()));
+                c.err(
+                    &d.mac,
+                    format!("bad MAC address {:?}: {e}", d.mac.get_ref()),
+                    Some("write it like \"02:77:00:00:00:01\"".into()),
+                );
                 continue;
             }
         };
         if let Some(first) = seen_mac.insert(mac, d.mac.span().start) {
             let (line, _) = c.src.line_col(first);
-            c.err(&d.mac, format!("duplicate MAC {mac}"),
-                Some(format!("first used on line {line}; a MAC identifies one device")));
+            c.err(
+                &d.mac,
+                format!("duplicate MAC {mac}"),
+                Some(format!(
+                    "first used on line {line}; a MAC identifies one device"
+                )),
+            );
         }
         let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        out.push(Device { mac, name: d.name.get_ref().clone(), policy: d.policy.get_ref().clone(), id });
+        out.push(Device {
+            mac,
+            name: d.name.get_ref().clone(),
+            policy: d.policy.get_ref().clone(),
+            id,
+        });
     }
     out
 }

@@ -60,13 +60,26 @@ impl Lab {
             bail!("lab tests need root (network namespaces, eBPF, nftables): run scripts/test as root");
         }
         reap_stale();
-        let id = format!("{NS_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let id = format!(
+            "{NS_PREFIX}{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir)?;
-        let mut lab = Lab { gw: format!("{id}-gw"), inet: format!("{id}-inet"), devices: Vec::new(), dir, children: Vec::new(), id };
+        let mut lab = Lab {
+            gw: format!("{id}-gw"),
+            inet: format!("{id}-inet"),
+            devices: Vec::new(),
+            dir,
+            children: Vec::new(),
+            id,
+        };
         lab.build_core().context("building gateway and internet")?;
         for (i, mac) in macs.iter().enumerate() {
-            let dev = lab.add_device(i, mac).with_context(|| format!("adding device {i}"))?;
+            let dev = lab
+                .add_device(i, mac)
+                .with_context(|| format!("adding device {i}"))?;
             lab.devices.push(dev);
         }
         lab.start_servers()?;
@@ -79,9 +92,17 @@ impl Lab {
             sh(ns, "ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0")?;
         }
         let (gw, inet) = (self.gw.as_str(), self.inet.as_str());
-        run(None, &["ip", "-n", gw, "link", "add", WAN_IF, "type", "veth", "peer", "name", "eth0", "netns", inet])?;
-        sh(gw, &format!(
-            "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+        run(
+            None,
+            &[
+                "ip", "-n", gw, "link", "add", WAN_IF, "type", "veth", "peer", "name", "eth0",
+                "netns", inet,
+            ],
+        )?;
+        sh(
+            gw,
+            &format!(
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
              ip link add {LAN_IF} type bridge stp_state 0 mcast_snooping 0
              ip link set {LAN_IF} up
              ip addr add {GW_V4}/16 dev {LAN_IF}
@@ -90,15 +111,21 @@ impl Lab {
              ip addr add 203.0.113.1/24 dev {WAN_IF}
              ip addr add 2001:db8:ffff::1/64 dev {WAN_IF} nodad
              ip route add 198.51.100.0/24 via 203.0.113.2
-             ip -6 route add 2001:db8:1::/64 via 2001:db8:ffff::2"))?;
-        sh(inet, &format!(
-            "ip link set eth0 up
+             ip -6 route add 2001:db8:1::/64 via 2001:db8:ffff::2"
+            ),
+        )?;
+        sh(
+            inet,
+            &format!(
+                "ip link set eth0 up
              ip addr add 203.0.113.2/24 dev eth0
              ip addr add 2001:db8:ffff::2/64 dev eth0 nodad
              ip addr add {INTERNET_V4}/32 dev lo
              ip addr add {INTERNET_V6}/128 dev lo
              ip route add 10.77.0.0/16 via 203.0.113.1
-             ip -6 route add fd77::/64 via 2001:db8:ffff::1"))?;
+             ip -6 route add fd77::/64 via 2001:db8:ffff::1"
+            ),
+        )?;
         Ok(())
     }
 
@@ -111,30 +138,52 @@ impl Lab {
         };
         run(None, &["ip", "netns", "add", &dev.ns])?;
         let port = format!("lan{i}");
-        run(None, &["ip", "-n", &self.gw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &dev.ns])?;
-        sh(&self.gw, &format!("ip link set {port} master {LAN_IF} && ip link set {port} up"))?;
-        sh(&dev.ns, &format!(
-            "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+        run(
+            None,
+            &[
+                "ip", "-n", &self.gw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &dev.ns,
+            ],
+        )?;
+        sh(
+            &self.gw,
+            &format!("ip link set {port} master {LAN_IF} && ip link set {port} up"),
+        )?;
+        sh(
+            &dev.ns,
+            &format!(
+                "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
              ip link set lo up
              ip link set eth0 address {mac}
              ip link set eth0 up
              ip addr add {}/16 dev eth0
              ip addr add {}/64 dev eth0 nodad
              ip route add default via {GW_V4}
-             ip -6 route add default via {GW_V6}", dev.ipv4, dev.ipv6))?;
+             ip -6 route add default via {GW_V6}",
+                dev.ipv4, dev.ipv6
+            ),
+        )?;
         Ok(dev)
     }
 
     fn start_servers(&mut self) -> Result<()> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/servers.py");
         let log = self.server_log();
-        let mut args = vec!["python3".to_string(), script.display().to_string(), log.display().to_string()];
+        let mut args = vec![
+            "python3".to_string(),
+            script.display().to_string(),
+            log.display().to_string(),
+        ];
         args.extend(SERVER_PORTS.iter().map(u16::to_string));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let inet = self.inet.clone();
         self.spawn(&inet, &refs, "servers")?;
-        wait_for(Duration::from_secs(10), || Ok(std::fs::read_to_string(&log).unwrap_or_default().contains("ready")))
-            .context("internet servers did not start")
+        wait_for(Duration::from_secs(10), || {
+            Ok(std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("ready"))
+        })
+        .context("internet servers did not start")
     }
 
     /// Path of the servers' accept log.
@@ -145,7 +194,11 @@ impl Lab {
     /// Connections the internet servers accepted on `port` from `peer_ip`.
     pub fn accepted(&self, port: u16, peer_ip: &str) -> usize {
         let want = format!("accept {port} {peer_ip}");
-        std::fs::read_to_string(self.server_log()).unwrap_or_default().lines().filter(|l| *l == want).count()
+        std::fs::read_to_string(self.server_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == want)
+            .count()
     }
 
     /// Starts a long-running process in `ns`, its output to `<dir>/<name>.log`;
@@ -168,15 +221,33 @@ impl Lab {
     /// Pins both neighbour entries between a device and the gateway, so no ARP
     /// traffic mixes with what a test counts.
     pub fn static_neighbours(&self, dev: &LabDevice) -> Result<()> {
-        let gw_mac = run(Some(&self.gw), &["cat", &format!("/sys/class/net/{LAN_IF}/address")])?;
-        sh(&dev.ns, &format!("ip neigh replace {GW_V4} lladdr {} dev eth0 nud permanent", gw_mac.trim()))?;
-        sh(&self.gw, &format!("ip neigh replace {} lladdr {} dev {LAN_IF} nud permanent", dev.ipv4, dev.mac))?;
+        let gw_mac = run(
+            Some(&self.gw),
+            &["cat", &format!("/sys/class/net/{LAN_IF}/address")],
+        )?;
+        sh(
+            &dev.ns,
+            &format!(
+                "ip neigh replace {GW_V4} lladdr {} dev eth0 nud permanent",
+                gw_mac.trim()
+            ),
+        )?;
+        sh(
+            &self.gw,
+            &format!(
+                "ip neigh replace {} lladdr {} dev {LAN_IF} nud permanent",
+                dev.ipv4, dev.mac
+            ),
+        )?;
         Ok(())
     }
 
     /// Frames the device has transmitted on its interface.
     pub fn tx_packets(&self, dev: &LabDevice) -> Result<u64> {
-        let s = run(Some(&dev.ns), &["cat", "/sys/class/net/eth0/statistics/tx_packets"])?;
+        let s = run(
+            Some(&dev.ns),
+            &["cat", "/sys/class/net/eth0/statistics/tx_packets"],
+        )?;
         s.trim().parse().context("parsing tx_packets")
     }
 }
@@ -201,9 +272,12 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let mut all: Vec<String> = self.devices.iter().map(|d| d.ns.clone()).collect();
-        all.extend([self.gw.clone(), self.inet.clone()]);
-        for ns in all {
+        // Every namespace this lab made carries its id, whatever a test did to `devices`.
+        let mine = format!("{}-", self.id);
+        for ns in lab_namespaces()
+            .into_iter()
+            .filter(|ns| ns.starts_with(&mine))
+        {
             delete_ns(&ns);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -222,7 +296,8 @@ fn delete_ns(ns: &str) {
 
 /// Lab namespaces whose creating process no longer exists.
 pub fn stale_namespaces() -> Vec<String> {
-    let list = cmd::output(None, &["ip", "netns", "list"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let list = cmd::output(None, &["ip", "netns", "list"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     list.unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -243,7 +318,8 @@ pub fn reap_stale() {
 
 /// All lab namespaces present, stale or not.
 pub fn lab_namespaces() -> Vec<String> {
-    let list = cmd::output(None, &["ip", "netns", "list"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let list = cmd::output(None, &["ip", "netns", "list"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     list.unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())

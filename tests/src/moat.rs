@@ -11,19 +11,19 @@ use serde_json::Value;
 
 use crate::lab::{self, wait_for, Lab};
 
-/// Path of the moat binary under test: `$MOAT_BIN`, else next to the test
-/// executable's directory (target/<profile>/moat).
+/// Path of the moat binary under test: `$MOAT_BIN`, else target/<profile>/moat
+/// found from this executable (target/<profile>/deps/test-xxx or target/<profile>/moat-demo).
 pub fn binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("MOAT_BIN") {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
-    let profile_dir = exe.parent().and_then(|d| d.parent()).context("test binary has no target dir")?;
-    let bin = profile_dir.join("moat");
-    if !bin.exists() {
-        bail!("{} not found: build it first (cargo build -p moat) or set MOAT_BIN", bin.display());
-    }
-    Ok(bin)
+    let candidates = exe.ancestors().skip(1).take(2).map(|d| d.join("moat"));
+    let found = candidates.clone().find(|p| p.is_file());
+    found.with_context(|| {
+        let tried: Vec<String> = candidates.map(|p| p.display().to_string()).collect();
+        format!("moat binary not found (tried {}): build it first (cargo build -p moat) or set MOAT_BIN", tried.join(", "))
+    })
 }
 
 /// A moat daemon; SIGTERM'd (if still running) when dropped.
@@ -41,7 +41,10 @@ impl Moat {
     pub fn start(lab: &Lab, config: &str) -> Result<Self> {
         let run_dir = lab.dir.join("run");
         let config_path = lab.dir.join("moat.toml");
-        std::fs::write(&config_path, config.replace("@RUN_DIR@", &run_dir.display().to_string()))?;
+        std::fs::write(
+            &config_path,
+            config.replace("@RUN_DIR@", &run_dir.display().to_string()),
+        )?;
         let log = lab.dir.join("moat.log");
         let child = Command::new("ip")
             .args(["netns", "exec", &lab.gw])
@@ -54,10 +57,19 @@ impl Moat {
             .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .context("starting moat")?;
-        let mut moat = Moat { child: Some(child), config: config_path, run_dir, log };
+        let mut moat = Moat {
+            child: Some(child),
+            config: config_path,
+            run_dir,
+            log,
+        };
         let status_file = moat.run_dir.join("status.json");
         let ready = wait_for(Duration::from_secs(20), || {
-            if let Some(code) = moat.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(code) = moat
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("moat exited early ({code}): {}", moat.log_text());
             }
             Ok(status_file.exists())
@@ -76,7 +88,10 @@ impl Moat {
 
     /// Asks for a fresh status snapshot (SIGUSR1) and returns it.
     pub fn status(&self) -> Result<Value> {
-        let before = self.read_status().map(|v| v["seq"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let before = self
+            .read_status()
+            .map(|v| v["seq"].as_u64().unwrap_or(0))
+            .unwrap_or(0);
         let pid = self.pid().context("moat is not running")?;
         crate::cmd::run(None, &["kill", "-USR1", &pid.to_string()])?;
         let mut latest = Value::Null;
@@ -133,5 +148,9 @@ pub fn counter(dev: &Value, key: &str) -> u64 {
 
 /// The lab config: the lab's interfaces and the given policy/device tables.
 pub fn lab_config(tables: &str) -> String {
-    format!("[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}", lab::LAN_IF, lab::WAN_IF)
+    format!(
+        "[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}",
+        lab::LAN_IF,
+        lab::WAN_IF
+    )
 }
