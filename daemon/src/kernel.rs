@@ -1,17 +1,28 @@
-//! The classifier in the kernel: loading the eBPF object, attaching it to the
-//! LAN interface (tc ingress), writing device policy into its maps, and reading
-//! its counters back.
+//! The classifier in the kernel: loading the eBPF object (maps sized from the
+//! config), attaching it to the LAN interface (ingress and egress), writing
+//! device policy into its maps, and reading its counters and flows back.
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TcAttachType},
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, EbpfLoader,
 };
-use moat_common::{maps as m, reason, DeviceEntry, DeviceStats, MacKey};
+use moat_common::{
+    maps::{self as m, FLAG_QUARANTINE},
+    reason, DeviceEntry, DeviceStats, FlowKey, FlowValue, MacKey,
+};
 use moat_policy::Config;
 
 /// The eBPF object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
+
+/// Programs in the object, all loaded by [`Kernel::load`].
+const PROGRAMS: [&str; 4] = [
+    m::PROG_INGRESS,
+    m::PROG_EGRESS,
+    m::PROG_CLASSIFY,
+    m::PROG_PASS,
+];
 
 /// What can go wrong between moat and the kernel.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +48,29 @@ pub enum KernelError {
         name: &'static str,
         source: MapError,
     },
-    #[error("attaching the classifier to {iface:?}: {source}")]
-    Attach { iface: String, source: ProgramError },
+    #[error("attaching {program} to {iface:?}: {source}")]
+    Attach {
+        program: &'static str,
+        iface: String,
+        source: ProgramError,
+    },
+}
+
+/// Map sizes chosen at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Device ids 1..max_devices (0 is unknown).
+    pub max_devices: u32,
+    pub flow_table_size: u32,
+}
+
+impl Limits {
+    pub fn from_config(cfg: &Config) -> Self {
+        Limits {
+            max_devices: cfg.classifier.max_devices,
+            flow_table_size: cfg.classifier.flow_table_size,
+        }
+    }
 }
 
 /// The loaded classifier and typed handles to its maps.
@@ -49,6 +81,8 @@ pub struct Kernel {
     stats: PerCpuArray<MapData, DeviceStats>,
     drops: PerCpuArray<MapData, u64>,
     health: PerCpuArray<MapData, u64>,
+    flows: HashMap<MapData, FlowKey, FlowValue>,
+    events: Option<RingBuf<MapData>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -67,60 +101,91 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelErr
 }
 
 impl Kernel {
-    /// Loads the object and verifies the program; nothing is attached yet.
-    pub fn load() -> Result<Self, KernelError> {
+    /// Loads the object and verifies its programs; nothing is attached yet.
+    pub fn load(limits: Limits) -> Result<Self, KernelError> {
         if OBJECT.is_empty() {
             return Err(KernelError::NoObject);
         }
-        let mut ebpf = Ebpf::load(OBJECT)?;
-        let devices =
-            HashMap::try_from(take(&mut ebpf, m::DEVICES)?).map_err(map_err(m::DEVICES))?;
-        let unknown = Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?)
-            .map_err(map_err(m::UNKNOWN_POLICY))?;
-        let stats = PerCpuArray::try_from(take(&mut ebpf, m::DEVICE_STATS)?)
-            .map_err(map_err(m::DEVICE_STATS))?;
-        let drops = PerCpuArray::try_from(take(&mut ebpf, m::DROP_REASONS)?)
-            .map_err(map_err(m::DROP_REASONS))?;
-        let health =
-            PerCpuArray::try_from(take(&mut ebpf, m::HEALTH)?).map_err(map_err(m::HEALTH))?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(m::DEVICES, limits.max_devices)
+            .map_max_entries(m::DEVICE_STATS, limits.max_devices)
+            .map_max_entries(m::FLOWS, limits.flow_table_size)
+            .load(OBJECT)?;
         let mut k = Self {
+            devices: HashMap::try_from(take(&mut ebpf, m::DEVICES)?)
+                .map_err(map_err(m::DEVICES))?,
+            unknown: Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?)
+                .map_err(map_err(m::UNKNOWN_POLICY))?,
+            stats: PerCpuArray::try_from(take(&mut ebpf, m::DEVICE_STATS)?)
+                .map_err(map_err(m::DEVICE_STATS))?,
+            drops: PerCpuArray::try_from(take(&mut ebpf, m::DROP_REASONS)?)
+                .map_err(map_err(m::DROP_REASONS))?,
+            health: PerCpuArray::try_from(take(&mut ebpf, m::HEALTH)?)
+                .map_err(map_err(m::HEALTH))?,
+            flows: HashMap::try_from(take(&mut ebpf, m::FLOWS)?).map_err(map_err(m::FLOWS))?,
+            events: Some(
+                RingBuf::try_from(take(&mut ebpf, m::EVENTS)?).map_err(map_err(m::EVENTS))?,
+            ),
             ebpf,
-            devices,
-            unknown,
-            stats,
-            drops,
-            health,
         };
-        k.program()?.load().map_err(|source| KernelError::Program {
-            name: m::PROG_INGRESS,
-            source,
-        })?;
+        for name in PROGRAMS {
+            k.program(name)?
+                .load()
+                .map_err(|source| KernelError::Program { name, source })?;
+        }
+        k.link_classifier()?;
         Ok(k)
     }
 
-    /// The classifier program (for attaching, or BPF_PROG_TEST_RUN in tests).
-    pub fn program(&mut self) -> Result<&mut SchedClassifier, KernelError> {
-        let missing = KernelError::Missing {
-            what: "program",
-            name: m::PROG_INGRESS,
-        };
-        let prog = self.ebpf.program_mut(m::PROG_INGRESS).ok_or(missing)?;
-        prog.try_into().map_err(|source| KernelError::Program {
-            name: m::PROG_INGRESS,
-            source,
-        })
+    /// Puts `moat_classify` into the tail-call table.
+    fn link_classifier(&mut self) -> Result<(), KernelError> {
+        let fd = self
+            .program(m::PROG_CLASSIFY)?
+            .fd()
+            .map_err(|source| KernelError::Program {
+                name: m::PROG_CLASSIFY,
+                source,
+            })?
+            .try_clone()
+            .map_err(|e| KernelError::Program {
+                name: m::PROG_CLASSIFY,
+                source: ProgramError::IOError(e),
+            })?;
+        let map = self.ebpf.map_mut(m::JUMP).ok_or(KernelError::Missing {
+            what: "map",
+            name: m::JUMP,
+        })?;
+        let mut jump = ProgramArray::try_from(map).map_err(map_err(m::JUMP))?;
+        jump.set(m::JUMP_CLASSIFY, &fd, 0).map_err(map_err(m::JUMP))
     }
 
-    /// Attaches to `iface`'s ingress (TCX on kernels that have it). The link
-    /// lives as long as `self`: dropping the Kernel detaches it.
-    pub fn attach(&mut self, iface: &str) -> Result<(), KernelError> {
-        let attach_err = |source| KernelError::Attach {
-            iface: iface.to_string(),
-            source,
+    /// A program by name (for attaching, or BPF_PROG_TEST_RUN in tests and benchmarks).
+    pub fn program(&mut self, name: &'static str) -> Result<&mut SchedClassifier, KernelError> {
+        let missing = KernelError::Missing {
+            what: "program",
+            name,
         };
-        self.program()?
-            .attach(iface, TcAttachType::Ingress)
-            .map_err(attach_err)?;
+        let prog = self.ebpf.program_mut(name).ok_or(missing)?;
+        prog.try_into()
+            .map_err(|source| KernelError::Program { name, source })
+    }
+
+    /// Attaches ingress and egress to `iface` (TCX on kernels that have it).
+    /// The links live as long as `self`: dropping the Kernel detaches them.
+    pub fn attach(&mut self, iface: &str) -> Result<(), KernelError> {
+        for (program, at) in [
+            (m::PROG_INGRESS, TcAttachType::Ingress),
+            (m::PROG_EGRESS, TcAttachType::Egress),
+        ] {
+            let attach_err = |source| KernelError::Attach {
+                program,
+                iface: iface.to_string(),
+                source,
+            };
+            self.program(program)?
+                .attach(iface, at)
+                .map_err(attach_err)?;
+        }
         Ok(())
     }
 
@@ -130,15 +195,7 @@ impl Kernel {
         let want: std::collections::HashMap<MacKey, DeviceEntry> = cfg
             .devices
             .iter()
-            .map(|d| {
-                (
-                    MacKey::new(d.mac.0),
-                    DeviceEntry {
-                        id: d.id,
-                        blocked_classes: cfg.policy_of(d).blocked_classes,
-                    },
-                )
-            })
+            .map(|d| (MacKey::new(d.mac.0), entry(d.id, &cfg.policy_of(d))))
             .collect();
         for (k, v) in &want {
             self.devices.insert(k, v, 0).map_err(map_err(m::DEVICES))?;
@@ -152,10 +209,7 @@ impl Kernel {
         for k in stale {
             self.devices.remove(&k).map_err(map_err(m::DEVICES))?;
         }
-        let unknown = DeviceEntry {
-            id: m::UNKNOWN_DEVICE_ID,
-            blocked_classes: cfg.unknown_blocked(),
-        };
+        let unknown = entry(m::UNKNOWN_DEVICE_ID, &cfg.unknown_policy());
         self.unknown
             .set(0, unknown, 0)
             .map_err(map_err(m::UNKNOWN_POLICY))?;
@@ -179,14 +233,44 @@ impl Kernel {
     pub fn health(&self) -> Result<Vec<u64>, KernelError> {
         sum_all(&self.health, reason::HEALTH_COUNT, m::HEALTH)
     }
+
+    /// Every flow in the table (a snapshot; the kernel keeps updating it).
+    pub fn flows(&self) -> Vec<(FlowKey, FlowValue)> {
+        self.flows.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Number of flows in the table.
+    pub fn flow_count(&self) -> usize {
+        self.flows.keys().filter(Result::is_ok).count()
+    }
+
+    /// Inserts a flow (benchmarks fill the table this way).
+    pub fn insert_flow(&mut self, k: &FlowKey, v: &FlowValue) -> Result<(), KernelError> {
+        self.flows.insert(k, v, 0).map_err(map_err(m::FLOWS))
+    }
+
+    /// Hands out the event ring buffer (once) to a reader.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+}
+
+fn entry(id: u32, p: &moat_policy::Policy) -> DeviceEntry {
+    let flags = if p.quarantine { FLAG_QUARANTINE } else { 0 };
+    DeviceEntry {
+        id,
+        blocked_classes: p.blocked_classes,
+        flags,
+        pad: 0,
+    }
 }
 
 fn sum_all(
     map: &PerCpuArray<MapData, u64>,
-    n: u32,
+    n: usize,
     name: &'static str,
 ) -> Result<Vec<u64>, KernelError> {
-    (0..n)
+    (0..n as u32)
         .map(|i| {
             map.get(&i, 0)
                 .map(|v| v.iter().sum())

@@ -3,6 +3,7 @@
 //! reporting counters. `main.rs` is the CLI on top.
 #![forbid(unsafe_code)]
 
+pub mod events;
 pub mod kernel;
 pub mod nft;
 pub mod run;

@@ -112,12 +112,11 @@ fn plan(cfg: &Config) -> String {
             d.id, d.mac, d.name, d.policy, blocked
         ));
     }
-    let unknown = moat_policy::Policy {
-        blocked_classes: cfg.unknown_blocked(),
-    };
+    let unknown = cfg.unknown_policy();
     out.push_str(&format!(
-        "# unknown devices: block=[{}]\n",
-        unknown.blocked_names().join(",")
+        "# unknown devices: block=[{}] quarantine={}\n",
+        unknown.blocked_names().join(","),
+        unknown.quarantine
     ));
     out
 }

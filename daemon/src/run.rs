@@ -6,12 +6,17 @@
 
 use std::{path::Path, time::Duration};
 
+use aya::maps::{MapData, RingBuf};
 use moat_policy::{nft as ruleset, Config};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+};
 use tracing::{info, warn};
 
 use crate::{
-    kernel::{Kernel, KernelError},
+    events::Events,
+    kernel::{Kernel, KernelError, Limits},
     nft::{self, NftError},
     status,
 };
@@ -27,17 +32,23 @@ pub enum RunError {
     Nft(#[from] NftError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("watching the event ring buffer: {0}")]
+    Events(std::io::Error),
 }
 
 /// Enforces `cfg` until SIGTERM/SIGINT, then removes what it installed.
 pub async fn run(cfg: Config) -> Result<(), RunError> {
-    let mut kernel = Kernel::load()?;
+    let mut kernel = Kernel::load(Limits::from_config(&cfg))?;
     kernel.sync_devices(&cfg)?;
     kernel.attach(&cfg.gateway.lan)?;
     nft::apply("ruleset", &ruleset::ruleset(&cfg))?;
     info!(lan = %cfg.gateway.lan, wan = %cfg.gateway.wan, devices = cfg.devices.len(), "enforcing");
 
-    let result = serve(&kernel, &cfg).await;
+    let ring = kernel.take_events().ok_or(KernelError::Missing {
+        what: "map",
+        name: "EVENTS",
+    })?;
+    let result = serve(&kernel, &cfg, ring).await;
 
     if let Err(e) = nft::apply("teardown", &ruleset::teardown()) {
         warn!(error = %e, "removing the nft table failed");
@@ -47,10 +58,16 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     result
 }
 
-async fn serve(kernel: &Kernel, cfg: &Config) -> Result<(), RunError> {
+async fn serve(kernel: &Kernel, cfg: &Config, ring: RingBuf<MapData>) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
+    // AsyncFd owns the RingBuf, which owns its fd, so the fd cannot be closed
+    // while registered: the I/O-safety hole behind the deprecation (the safe
+    // replacement, `register`, is `unsafe`, which this crate forbids).
+    #[allow(deprecated)]
+    let mut ring = AsyncFd::new(ring).map_err(RunError::Events)?;
+    let mut events = Events::default();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     let dir = Path::new(&cfg.gateway.run_dir);
     let mut seq = 0u64;
@@ -60,19 +77,34 @@ async fn serve(kernel: &Kernel, cfg: &Config) -> Result<(), RunError> {
             _ = int.recv() => break,
             _ = usr1.recv() => {}
             _ = tick.tick() => {}
+            ready = ring.readable_mut() => {
+                let mut guard = ready.map_err(RunError::Events)?;
+                drain(guard.get_inner_mut(), &mut events);
+                guard.clear_ready();
+                continue;
+            }
         }
+        // A snapshot includes every event the kernel has produced so far.
+        drain(ring.get_mut(), &mut events);
         seq += 1;
-        publish(kernel, cfg, dir, seq);
+        publish(kernel, cfg, &events, dir, seq);
     }
+    drain(ring.get_mut(), &mut events);
     seq += 1;
-    publish(kernel, cfg, dir, seq);
+    publish(kernel, cfg, &events, dir, seq);
     Ok(())
+}
+
+fn drain(ring: &mut RingBuf<MapData>, events: &mut Events) {
+    while let Some(item) = ring.next() {
+        events.record(&item);
+    }
 }
 
 /// Writes a status snapshot; failures are logged, never fatal (enforcement
 /// does not depend on reporting).
-fn publish(kernel: &Kernel, cfg: &Config, dir: &Path, seq: u64) {
-    match status::collect(kernel, cfg, seq) {
+fn publish(kernel: &Kernel, cfg: &Config, events: &Events, dir: &Path, seq: u64) {
+    match status::collect(kernel, cfg, events, seq) {
         Ok(snap) => {
             if let Err(e) = status::write(dir, &snap) {
                 warn!(dir = %dir.display(), error = %e, "writing status snapshot failed");

@@ -1,6 +1,6 @@
-//! The status snapshot: per-device counters and drop reasons as JSON, written
-//! atomically to `<run_dir>/status.json` (periodically, on SIGUSR1, and at exit)
-//! so tools and tests can read what the kernel counted.
+//! The status snapshot: per-device counters (by class and direction), drop
+//! reasons, classifier health, flow-table fill and recent events, written
+//! atomically to `<run_dir>/status.json` (periodically, on SIGUSR1, and at exit).
 
 use std::{
     collections::BTreeMap,
@@ -10,11 +10,19 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use moat_common::{class, maps::UNKNOWN_DEVICE_ID, reason, DeviceStats};
-use moat_policy::Config;
+use moat_common::{
+    class::{self, dir},
+    event,
+    maps::UNKNOWN_DEVICE_ID,
+    reason, DeviceStats,
+};
+use moat_policy::{Config, Policy};
 use serde::Serialize;
 
-use crate::kernel::{Kernel, KernelError};
+use crate::{
+    events::{Event, Events},
+    kernel::{Kernel, KernelError},
+};
 
 /// File name inside the run directory.
 pub const FILE: &str = "status.json";
@@ -27,77 +35,139 @@ pub struct Snapshot {
     pub devices: Vec<DeviceReport>,
     pub drop_reasons: BTreeMap<&'static str, u64>,
     pub health: BTreeMap<&'static str, u64>,
+    pub flows: FlowReport,
+    pub events: BTreeMap<&'static str, u64>,
+    pub recent_events: Vec<Event>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FlowReport {
+    pub active: usize,
+    pub capacity: u32,
+    /// Flows per class, over the whole table.
+    pub by_class: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DeviceReport {
     pub name: String,
+    pub id: u32,
     /// Empty for the unknown-devices slot.
     pub mac: String,
     pub policy: String,
     pub blocked_classes: Vec<&'static str>,
-    pub packets: u64,
-    pub bytes: u64,
+    pub quarantine: bool,
+    /// Totals per direction (`from_device`, `to_device`).
+    pub total: BTreeMap<&'static str, Traffic>,
+    /// Class → direction → traffic, classes with traffic only.
+    pub classes: BTreeMap<&'static str, BTreeMap<&'static str, Traffic>>,
     pub dropped_packets: u64,
-    pub dropped_bytes: u64,
     pub dropped_by_class: BTreeMap<&'static str, u64>,
+    pub dropped_by_reason: BTreeMap<&'static str, u64>,
+}
+
+fn nonzero(names: &[&'static str], values: &[u64]) -> BTreeMap<&'static str, u64> {
+    names
+        .iter()
+        .zip(values)
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (*k, *n))
+        .collect()
 }
 
 fn report(
     name: &str,
+    id: u32,
     mac: String,
-    policy: &str,
-    blocked: Vec<&'static str>,
-    s: DeviceStats,
+    policy_name: &str,
+    policy: &Policy,
+    s: &DeviceStats,
 ) -> DeviceReport {
-    let dropped_by_class = s
-        .dropped_by_class
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-        .map(|(c, n)| (class::name(c as u8), *n))
+    let mut classes = BTreeMap::new();
+    for (c, per_dir) in s.traffic.iter().enumerate() {
+        let dirs: BTreeMap<_, _> = per_dir
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.packets > 0)
+            .map(|(d, t)| {
+                (
+                    dir::NAMES[d],
+                    Traffic {
+                        packets: t.packets,
+                        bytes: t.bytes,
+                    },
+                )
+            })
+            .collect();
+        if !dirs.is_empty() {
+            classes.insert(class::name(c as u8), dirs);
+        }
+    }
+    let total = (0..dir::COUNT)
+        .map(|d| {
+            let t = s.total(d);
+            (
+                dir::NAMES[d],
+                Traffic {
+                    packets: t.packets,
+                    bytes: t.bytes,
+                },
+            )
+        })
         .collect();
     DeviceReport {
         name: name.to_string(),
+        id,
         mac,
-        policy: policy.to_string(),
-        blocked_classes: blocked,
-        packets: s.packets,
-        bytes: s.bytes,
-        dropped_packets: s.dropped_packets,
-        dropped_bytes: s.dropped_bytes,
-        dropped_by_class,
+        policy: policy_name.to_string(),
+        blocked_classes: policy.blocked_names(),
+        quarantine: policy.quarantine,
+        total,
+        classes,
+        dropped_packets: s.dropped(),
+        dropped_by_class: nonzero(&class::NAMES, &s.dropped_by_class),
+        dropped_by_reason: nonzero(&reason::NAMES, &s.dropped_by_reason),
     }
 }
 
 /// Reads every counter the snapshot holds from the kernel.
-pub fn collect(kernel: &Kernel, cfg: &Config, seq: u64) -> Result<Snapshot, KernelError> {
+pub fn collect(
+    kernel: &Kernel,
+    cfg: &Config,
+    events: &Events,
+    seq: u64,
+) -> Result<Snapshot, KernelError> {
     let mut devices = Vec::with_capacity(cfg.devices.len() + 1);
     for d in &cfg.devices {
-        let p = cfg.policy_of(d);
+        let s = kernel.device_stats(d.id)?;
         devices.push(report(
             &d.name,
+            d.id,
             d.mac.to_string(),
             &d.policy,
-            p.blocked_names(),
-            kernel.device_stats(d.id)?,
+            &cfg.policy_of(d),
+            &s,
         ));
     }
-    let unknown_policy = cfg
+    let unknown_name = cfg
         .gateway
         .unknown_policy
         .as_deref()
         .unwrap_or("(built-in)");
-    let unknown = moat_policy::Policy {
-        blocked_classes: cfg.unknown_blocked(),
-    };
-    let stats = kernel.device_stats(UNKNOWN_DEVICE_ID)?;
+    let s = kernel.device_stats(UNKNOWN_DEVICE_ID)?;
     devices.push(report(
         "unknown",
+        UNKNOWN_DEVICE_ID,
         String::new(),
-        unknown_policy,
-        unknown.blocked_names(),
-        stats,
+        unknown_name,
+        &cfg.unknown_policy(),
+        &s,
     ));
     let named =
         |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();
@@ -109,7 +179,34 @@ pub fn collect(kernel: &Kernel, cfg: &Config, seq: u64) -> Result<Snapshot, Kern
         devices,
         drop_reasons: named(&reason::NAMES, kernel.drop_reasons()?),
         health: named(&reason::HEALTH_NAMES, kernel.health()?),
+        flows: flows(kernel, cfg),
+        events: events_report(events),
+        recent_events: events.recent.iter().cloned().collect(),
     })
+}
+
+fn flows(kernel: &Kernel, cfg: &Config) -> FlowReport {
+    let mut by_class = BTreeMap::new();
+    let all = kernel.flows();
+    for (_, v) in &all {
+        *by_class.entry(class::name(v.class)).or_insert(0) += 1;
+    }
+    FlowReport {
+        active: all.len(),
+        capacity: cfg.classifier.flow_table_size,
+        by_class,
+    }
+}
+
+fn events_report(events: &Events) -> BTreeMap<&'static str, u64> {
+    let mut m: BTreeMap<&'static str, u64> = event::KIND_NAMES
+        .iter()
+        .copied()
+        .zip(events.counts)
+        .skip(1)
+        .collect();
+    m.insert("undecodable", events.undecodable);
+    m
 }
 
 /// Writes the snapshot via a temporary file and rename (readers never see a

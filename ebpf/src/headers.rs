@@ -1,28 +1,61 @@
 //! Header walking: Ethernet (+ one 802.1Q/802.1ad tag) → IPv4/IPv6 (+ bounded
-//! extension-header walk) → TCP destination port.
+//! extension-header walk) → TCP/UDP ports and where the payload starts.
 //!
 //! Reads go through `bpf_skb_load_bytes` (`TcContext::load`), which bounds-checks
-//! at run time and works on non-linear skbs.
+//! at run time and works on non-linear skbs. Payload length comes from the IP
+//! header, not the frame, so Ethernet padding is never taken for payload.
 
 use aya_ebpf::programs::TcContext;
-use moat_common::reason;
+use moat_common::{
+    classify::{IPPROTO_TCP, IPPROTO_UDP},
+    maps::{FAMILY_V4, FAMILY_V6},
+    reason,
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_TCP: u8 = 6;
 const IPV6_HLEN: usize = 40;
 /// Extension headers followed before giving up (each is one bounded step).
 const MAX_EXT_HEADERS: usize = 6;
 
-/// Result of walking a packet's headers.
+/// An IP packet's addressing and where its payload is.
+pub struct Packet {
+    pub family: u8,
+    pub proto: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP/UDP ports were read (false for other protocols and non-first fragments).
+    pub has_ports: bool,
+    pub payload_off: usize,
+    pub payload_len: usize,
+}
+
+impl Packet {
+    fn new(family: u8, proto: u8) -> Self {
+        Packet {
+            family,
+            proto,
+            src: [0; 16],
+            dst: [0; 16],
+            sport: 0,
+            dport: 0,
+            has_ports: false,
+            payload_off: 0,
+            payload_len: 0,
+        }
+    }
+}
+
+/// Result of walking a frame's headers.
 pub enum Parse {
-    /// First (or only) fragment of a TCP segment to this port.
-    Tcp(u16),
-    /// Not TCP, not IP, or a non-first fragment: no port to decide on.
-    Other,
+    Ip(Packet),
+    /// ARP, LLDP, ...: no IP header.
+    NonIp,
     /// A header needed for the decision is cut short or invalid (health counter index).
     Malformed(u32),
 }
@@ -35,8 +68,7 @@ fn byte(ctx: &TcContext, off: usize) -> Option<u8> {
     ctx.load::<u8>(off).ok()
 }
 
-/// Destination TCP port of the packet, if it is TCP.
-pub fn l4_dst_port(ctx: &TcContext) -> Parse {
+pub fn parse(ctx: &TcContext) -> Parse {
     let Some(mut ethertype) = be16(ctx, 12) else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
@@ -51,48 +83,69 @@ pub fn l4_dst_port(ctx: &TcContext) -> Parse {
     match ethertype {
         ETH_P_IPV4 => ipv4(ctx, l3),
         ETH_P_IPV6 => ipv6(ctx, l3),
-        _ => Parse::Other,
+        _ => Parse::NonIp,
     }
 }
 
 fn ipv4(ctx: &TcContext, l3: usize) -> Parse {
-    let (Some(vihl), Some(frag), Some(proto)) =
-        (byte(ctx, l3), be16(ctx, l3 + 6), byte(ctx, l3 + 9))
-    else {
+    let (Some(vihl), Some(total), Some(frag), Some(proto)) = (
+        byte(ctx, l3),
+        be16(ctx, l3 + 2),
+        be16(ctx, l3 + 6),
+        byte(ctx, l3 + 9),
+    ) else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4 || ihl < 20 {
+    let total = usize::from(total);
+    if vihl >> 4 != 4 || ihl < 20 || total < ihl {
         return Parse::Malformed(reason::HEALTH_BAD_HEADER);
     }
-    if frag & 0x1fff != 0 || proto != IPPROTO_TCP {
-        return Parse::Other;
+    let mut p = Packet::new(FAMILY_V4, proto);
+    let (Ok(src), Ok(dst)) = (ctx.load::<[u8; 4]>(l3 + 12), ctx.load::<[u8; 4]>(l3 + 16)) else {
+        return Parse::Malformed(reason::HEALTH_TRUNCATED);
+    };
+    p.src[..4].copy_from_slice(&src);
+    p.dst[..4].copy_from_slice(&dst);
+    if frag & 0x1fff != 0 {
+        return Parse::Ip(p); // non-first fragment: no ports
     }
-    tcp_dst(ctx, l3 + ihl)
+    l4(ctx, p, l3 + ihl, total - ihl)
 }
 
 fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
-    let (Some(ver), Some(mut next)) = (byte(ctx, l3), byte(ctx, l3 + 6)) else {
+    let (Some(ver), Some(plen), Some(mut next)) =
+        (byte(ctx, l3), be16(ctx, l3 + 4), byte(ctx, l3 + 6))
+    else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     if ver >> 4 != 6 {
         return Parse::Malformed(reason::HEALTH_BAD_HEADER);
     }
+    let (Ok(src), Ok(dst)) = (ctx.load::<[u8; 16]>(l3 + 8), ctx.load::<[u8; 16]>(l3 + 24)) else {
+        return Parse::Malformed(reason::HEALTH_TRUNCATED);
+    };
     let mut off = l3 + IPV6_HLEN;
+    let end = off + usize::from(plen);
     for _ in 0..MAX_EXT_HEADERS {
         let step = match next {
-            IPPROTO_TCP => return tcp_dst(ctx, off),
+            IPPROTO_TCP | IPPROTO_UDP => break,
             // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
             0 | 43 | 60 => byte(ctx, off + 1).map(|l| (usize::from(l) + 1) * 8),
             // Fragment: fixed 8 bytes; only the first fragment carries the ports.
             44 => match be16(ctx, off + 2) {
-                Some(fo) if fo & 0xfff8 != 0 => return Parse::Other,
+                Some(fo) if fo & 0xfff8 != 0 => {
+                    let mut p = Packet::new(FAMILY_V6, 44);
+                    p.src = src;
+                    p.dst = dst;
+                    return Parse::Ip(p);
+                }
                 Some(_) => Some(8),
                 None => None,
             },
             // Authentication header: (len + 2) * 4 bytes.
             51 => byte(ctx, off + 1).map(|l| (usize::from(l) + 2) * 4),
-            _ => return Parse::Other,
+            _ => break,
         };
         let (Some(step), Some(n)) = (step, byte(ctx, off)) else {
             return Parse::Malformed(reason::HEALTH_TRUNCATED);
@@ -100,15 +153,36 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
         next = n;
         off += step;
     }
-    if next == IPPROTO_TCP {
-        return tcp_dst(ctx, off);
+    if matches!(next, 0 | 43 | 44 | 51 | 60) {
+        return Parse::Malformed(reason::HEALTH_EXT_HDR_LIMIT);
     }
-    Parse::Malformed(reason::HEALTH_EXT_HDR_LIMIT)
+    let mut p = Packet::new(FAMILY_V6, next);
+    p.src = src;
+    p.dst = dst;
+    if end < off {
+        return Parse::Malformed(reason::HEALTH_BAD_HEADER);
+    }
+    l4(ctx, p, off, end - off)
 }
 
-fn tcp_dst(ctx: &TcContext, l4: usize) -> Parse {
-    match be16(ctx, l4 + 2) {
-        Some(port) => Parse::Tcp(port),
-        None => Parse::Malformed(reason::HEALTH_TRUNCATED),
-    }
+/// Reads TCP/UDP ports and the payload extent; other protocols pass as they are.
+fn l4(ctx: &TcContext, mut p: Packet, off: usize, l4_len: usize) -> Parse {
+    let hdr_len = match p.proto {
+        IPPROTO_TCP => match byte(ctx, off + 12) {
+            Some(doff) if doff >> 4 >= 5 => usize::from(doff >> 4) * 4,
+            Some(_) => return Parse::Malformed(reason::HEALTH_BAD_HEADER),
+            None => return Parse::Malformed(reason::HEALTH_TRUNCATED),
+        },
+        IPPROTO_UDP => 8,
+        _ => return Parse::Ip(p),
+    };
+    let (Some(sport), Some(dport)) = (be16(ctx, off), be16(ctx, off + 2)) else {
+        return Parse::Malformed(reason::HEALTH_TRUNCATED);
+    };
+    p.sport = sport;
+    p.dport = dport;
+    p.has_ports = true;
+    p.payload_off = off + hdr_len;
+    p.payload_len = l4_len.saturating_sub(hdr_len);
+    Parse::Ip(p)
 }

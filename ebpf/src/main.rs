@@ -1,28 +1,59 @@
-//! moat's LAN ingress classifier (tc).
-//!
-//! Identifies the device by source MAC, counts its packets, and drops packets
-//! whose class the device's policy blocks. Every drop increments a reason counter.
+//! moat's LAN classifier (tc): `moat_ingress` sees packets from devices,
+//! `moat_egress` packets to them. Both identify the device by MAC and track
+//! the flow; a flow's first payload packet is handed to `moat_classify` (tail
+//! call), which decides its class. Every packet is counted and either dropped
+//! (with a reason counter) or marked for nftables.
 #![no_std]
 #![no_main]
 
+mod classifier;
+mod events;
+mod flow;
 mod headers;
 mod maps;
+mod verdict;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use moat_common::{class, reason, MacKey};
+use moat_common::{
+    class::{self, dir},
+    maps::JUMP_CLASSIFY,
+    reason, MacKey,
+};
 
-use headers::{l4_dst_port, Parse};
+use flow::Tracked;
+use headers::Parse;
+use verdict::{finish, Facts};
 
 #[classifier]
 pub fn moat_ingress(ctx: TcContext) -> i32 {
-    match try_ingress(&ctx) {
+    process(&ctx, dir::FROM_DEVICE)
+}
+
+#[classifier]
+pub fn moat_egress(ctx: TcContext) -> i32 {
+    process(&ctx, dir::TO_DEVICE)
+}
+
+#[classifier]
+pub fn moat_classify(ctx: TcContext) -> i32 {
+    classifier::run(&ctx)
+}
+
+/// Does nothing: the benchmark's baseline, built and loaded like the others.
+#[classifier]
+pub fn moat_pass(_ctx: TcContext) -> i32 {
+    TC_ACT_OK
+}
+
+fn process(ctx: &TcContext, d: usize) -> i32 {
+    match try_process(ctx, d) {
         Ok(verdict) => verdict,
-        // Only reachable when the frame is shorter than an Ethernet header, which
-        // the kernel never delivers; pass so the stack makes its own decision.
+        // Only a frame shorter than an Ethernet header gets here, which the
+        // kernel never delivers; pass it so the stack makes its own decision.
         Err(()) => {
             maps::health(reason::HEALTH_TRUNCATED);
             TC_ACT_OK
@@ -30,31 +61,71 @@ pub fn moat_ingress(ctx: TcContext) -> i32 {
     }
 }
 
-fn try_ingress(ctx: &TcContext) -> Result<i32, ()> {
-    let src: [u8; 6] = ctx.load(6).map_err(|_| ())?;
-    let device = maps::device(&MacKey::new(src));
+fn try_process(ctx: &TcContext, d: usize) -> Result<i32, ()> {
+    // The device is the source on ingress, the destination on egress.
+    let mac: [u8; 6] = ctx
+        .load(if d == dir::FROM_DEVICE { 6 } else { 0 })
+        .map_err(|_| ())?;
+    if d == dir::TO_DEVICE && mac[0] & 1 == 1 {
+        return Ok(TC_ACT_OK); // the gateway's own broadcast/multicast: no device
+    }
+    let (dev, known) = maps::device(&MacKey::new(mac));
+    if !known && d == dir::FROM_DEVICE {
+        events::new_device_once(&mac, d);
+    }
     let len = u64::from(ctx.len());
-    maps::count_packet(device.id, len);
-
-    let class = match l4_dst_port(ctx) {
-        Parse::Tcp(port) if is_telnet_port(port) => class::TELNET,
-        Parse::Tcp(_) | Parse::Other => class::OTHER,
+    let p = match headers::parse(ctx) {
+        Parse::Ip(p) => p,
+        // ARP and friends pass, even in quarantine: without ARP nothing works.
+        Parse::NonIp => {
+            maps::count_packet(dev.id, class::OTHER, d, len);
+            return Ok(TC_ACT_OK);
+        }
         Parse::Malformed(health) => {
             maps::health(health);
-            maps::count_drop(device.id, class::OTHER, len, reason::MALFORMED);
+            maps::count_packet(dev.id, class::OTHER, d, len);
+            maps::count_drop(dev.id, class::OTHER, reason::MALFORMED);
             return Ok(TC_ACT_SHOT);
         }
     };
-
-    if device.blocked_classes & class::bit(class) != 0 {
-        maps::count_drop(device.id, class, len, reason::BLOCKED_CLASS);
-        return Ok(TC_ACT_SHOT);
+    let mut facts = Facts {
+        dir: d,
+        dev,
+        mac,
+        len,
+        proto: p.proto,
+        key: None,
+        payload: (p.payload_off, p.payload_len),
+    };
+    if !p.has_ports {
+        return Ok(finish(ctx, &facts, class::OTHER));
     }
-    Ok(TC_ACT_OK)
-}
-
-fn is_telnet_port(port: u16) -> bool {
-    port == class::TELNET_PORTS[0] || port == class::TELNET_PORTS[1]
+    let k = flow::key(&p, d);
+    facts.key = Some(&k);
+    match flow::track(&k, &p, d, dev.id, len) {
+        Tracked::Class(c) => Ok(finish(ctx, &facts, c)),
+        Tracked::Classify(hint) => {
+            if let Some(slot) = maps::PENDING.get_ptr_mut(0) {
+                // SAFETY: per-CPU slot, read only by the tail call below.
+                unsafe {
+                    *slot = maps::Pending {
+                        key: k,
+                        dev,
+                        len,
+                        payload_off: p.payload_off as u32,
+                        payload_len: p.payload_len as u32,
+                        dir: d as u32,
+                        mac,
+                        proto: p.proto,
+                        pad: 0,
+                    };
+                    maps::JUMP.tail_call(ctx, JUMP_CLASSIFY);
+                }
+            }
+            maps::health(reason::HEALTH_TAIL_CALL_FAILED);
+            Ok(finish(ctx, &facts, hint))
+        }
+    }
 }
 
 #[cfg(not(test))]

@@ -2,12 +2,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use moat_common::{class::Class, maps::MAX_DEVICES, reason, DeviceEntry, DeviceStats, MacKey};
+use moat_common::{
+    class::{self, Class},
+    maps::{EVENTS_BYTES, FLOW_TABLE_SIZE, MAX_DEVICES, UNKNOWN_SEEN_SIZE},
+    reason, DeviceEntry, DeviceStats, FlowKey, FlowValue, MacKey,
+};
 
 #[map]
-static DEVICES: HashMap<MacKey, DeviceEntry> = HashMap::with_max_entries(MAX_DEVICES, 0);
+pub static DEVICES: HashMap<MacKey, DeviceEntry> = HashMap::with_max_entries(MAX_DEVICES, 0);
 
 #[map]
 static UNKNOWN_POLICY: Array<DeviceEntry> = Array::with_max_entries(1, 0);
@@ -16,40 +20,74 @@ static UNKNOWN_POLICY: Array<DeviceEntry> = Array::with_max_entries(1, 0);
 static DEVICE_STATS: PerCpuArray<DeviceStats> = PerCpuArray::with_max_entries(MAX_DEVICES, 0);
 
 #[map]
-static DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::COUNT, 0);
+static DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::COUNT as u32, 0);
 
 #[map]
-static HEALTH: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::HEALTH_COUNT, 0);
+static HEALTH: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::HEALTH_COUNT as u32, 0);
 
-/// The device entry for a source MAC, or the unknown-device policy (id 0).
-pub fn device(mac: &MacKey) -> DeviceEntry {
-    // SAFETY: the value is copied out immediately; user space may update the entry
-    // concurrently, which at worst yields the old or new policy for this packet.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
+
+#[map]
+pub static UNKNOWN_SEEN: LruHashMap<MacKey, u64> =
+    LruHashMap::with_max_entries(UNKNOWN_SEEN_SIZE, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// A packet's facts handed to the tail-called classifier (per CPU: a tail
+/// call runs on the CPU that made it, with nothing in between).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pending {
+    pub key: FlowKey,
+    pub dev: DeviceEntry,
+    pub len: u64,
+    pub payload_off: u32,
+    pub payload_len: u32,
+    pub dir: u32,
+    pub mac: [u8; 6],
+    pub proto: u8,
+    pub pad: u8,
+}
+
+#[map]
+pub static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+
+/// The device entry for a MAC and whether it is a configured device; unknown
+/// MACs get the unknown-device policy (id 0).
+pub fn device(mac: &MacKey) -> (DeviceEntry, bool) {
+    // SAFETY: the value is copied out at once; a concurrent update from user
+    // space yields either the old or the new policy for this packet.
     if let Some(entry) = unsafe { DEVICES.get(mac) } {
-        return *entry;
+        return (*entry, true);
     }
-    UNKNOWN_POLICY.get(0).copied().unwrap_or_default()
+    (UNKNOWN_POLICY.get(0).copied().unwrap_or_default(), false)
 }
 
 fn stats(id: u32) -> Option<&'static mut DeviceStats> {
-    // SAFETY: per-CPU slot, so no other program instance writes it concurrently.
+    // SAFETY: per-CPU slot: no other program instance writes it concurrently.
     DEVICE_STATS.get_ptr_mut(id).map(|p| unsafe { &mut *p })
 }
 
-pub fn count_packet(id: u32, len: u64) {
-    if let Some(s) = stats(id) {
-        s.packets += 1;
-        s.bytes += len;
-    }
+/// Counts a packet for a device under its class and direction.
+pub fn count_packet(id: u32, class: Class, dir: usize, len: u64) {
+    let Some(s) = stats(id) else { return };
+    // Masked indices: bounds the verifier can see (a plain `get` check may be
+    // optimised into a form it cannot follow).
+    let c = &mut s.traffic[usize::from(class) & (class::SLOTS - 1)][dir & 1];
+    c.packets += 1;
+    c.bytes += len;
 }
 
-pub fn count_drop(id: u32, class: Class, len: u64, why: u32) {
+/// Counts a drop for the device and globally by reason.
+pub fn count_drop(id: u32, class: Class, why: u32) {
     if let Some(s) = stats(id) {
-        s.dropped_packets += 1;
-        s.dropped_bytes += len;
-        if let Some(c) = s.dropped_by_class.get_mut(usize::from(class)) {
-            *c += 1;
-        }
+        s.dropped_by_class[usize::from(class) & (class::SLOTS - 1)] += 1;
+        s.dropped_by_reason[why as usize & (reason::SLOTS - 1)] += 1;
     }
     bump(&DROP_REASONS, why);
 }

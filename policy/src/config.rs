@@ -17,8 +17,26 @@ pub struct Gateway {
     /// WAN-side interface: new inbound connections from it are dropped.
     pub wan: String,
     pub run_dir: String,
-    /// Policy for MACs not listed; `None` = block every class (see [`Config::unknown_blocked`]).
+    /// Policy for MACs not listed; `None` = [`builtin_unknown_policy`].
     pub unknown_policy: Option<String>,
+}
+
+/// Kernel table sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classifier {
+    /// Device slots (ids 1..max_devices; 0 counts unknown devices).
+    pub max_devices: u32,
+    /// Flows tracked at once (LRU: the oldest is evicted and re-classifies).
+    pub flow_table_size: u32,
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        Classifier {
+            max_devices: moat_common::maps::MAX_DEVICES,
+            flow_table_size: moat_common::maps::FLOW_TABLE_SIZE,
+        }
+    }
 }
 
 /// A named policy.
@@ -26,6 +44,8 @@ pub struct Gateway {
 pub struct Policy {
     /// Classes dropped for devices with this policy, as a `class::bit` mask.
     pub blocked_classes: u32,
+    /// Drop everything but DHCP, DNS and ICMPv6.
+    pub quarantine: bool,
 }
 
 impl Policy {
@@ -35,6 +55,19 @@ impl Policy {
             .filter(|c| self.blocked_classes & class::bit(*c) != 0)
             .map(class::name)
             .collect()
+    }
+}
+
+/// Classes moat treats as insecure in clear text: blocked for unknown devices
+/// when the config names no `unknown_policy`.
+pub const INSECURE_CLASSES: [class::Class; 3] = [class::TELNET, class::FTP, class::MQTT];
+
+/// The unknown-device policy when the config names none.
+pub fn builtin_unknown_policy() -> Policy {
+    let blocked_classes = INSECURE_CLASSES.iter().fold(0, |m, c| m | class::bit(*c));
+    Policy {
+        blocked_classes,
+        quarantine: false,
     }
 }
 
@@ -52,6 +85,7 @@ pub struct Device {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub gateway: Gateway,
+    pub classifier: Classifier,
     pub policies: BTreeMap<String, Policy>,
     pub devices: Vec<Device>,
 }
@@ -81,16 +115,11 @@ impl Config {
         crate::validate::validate(&src, raw)
     }
 
-    /// The `class::bit` mask applied to devices not in the config.
-    pub fn unknown_blocked(&self) -> u32 {
+    /// The policy applied to devices not in the config.
+    pub fn unknown_policy(&self) -> Policy {
         match &self.gateway.unknown_policy {
-            Some(name) => self
-                .policies
-                .get(name)
-                .map_or(u32::MAX, |p| p.blocked_classes),
-            // No policy named: unknown devices get every class blocked that
-            // moat considers insecure.
-            None => class::bit(class::TELNET),
+            Some(name) => self.policies.get(name).cloned().unwrap_or_default(),
+            None => builtin_unknown_policy(),
         }
     }
 

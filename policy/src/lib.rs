@@ -11,6 +11,6 @@ pub mod nft;
 mod raw;
 mod validate;
 
-pub use config::{Config, Device, Gateway, Policy};
+pub use config::{Classifier, Config, Device, Gateway, Policy};
 pub use diag::{Diagnostic, Diagnostics};
 pub use mac::MacAddr;

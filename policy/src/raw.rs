@@ -11,6 +11,8 @@ use toml::Spanned;
 pub struct RawConfig {
     pub gateway: Spanned<RawGateway>,
     #[serde(default)]
+    pub classifier: Option<Spanned<RawClassifier>>,
+    #[serde(default)]
     pub policies: BTreeMap<Spanned<String>, RawPolicy>,
     #[serde(default)]
     pub devices: Vec<Spanned<RawDevice>>,
@@ -30,9 +32,20 @@ pub struct RawGateway {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawClassifier {
+    #[serde(default)]
+    pub max_devices: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub flow_table_size: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     #[serde(default)]
     pub block: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub quarantine: bool,
 }
 
 #[derive(Debug, Deserialize)]

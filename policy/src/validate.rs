@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use moat_common::{class, maps::MAX_DEVICES};
+use moat_common::class;
 use toml::Spanned;
 
 use crate::{
-    config::{Config, Device, Gateway, Policy, DEFAULT_RUN_DIR},
+    config::{Classifier, Config, Device, Gateway, Policy, DEFAULT_RUN_DIR},
     diag::Source,
     mac::MacAddr,
-    raw::{RawConfig, RawDevice, RawGateway, RawPolicy},
+    raw::{RawClassifier, RawConfig, RawDevice, RawGateway, RawPolicy},
     Diagnostic, Diagnostics,
 };
 
@@ -36,10 +36,12 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
     };
     let policies = policies(&mut c, &raw.policies);
     let gateway = gateway(&mut c, &raw.gateway, &policies);
-    let devices = devices(&mut c, &raw.devices, &policies);
+    let classifier = classifier(&mut c, raw.classifier.as_ref());
+    let devices = devices(&mut c, &raw.devices, &policies, classifier.max_devices);
     if c.errors.is_empty() {
         Ok(Config {
             gateway,
+            classifier,
             policies,
             devices,
         })
@@ -119,6 +121,7 @@ fn policies(
             name.get_ref().clone(),
             Policy {
                 blocked_classes: blocked,
+                quarantine: p.quarantine,
             },
         );
     }
@@ -157,18 +160,67 @@ fn check_policy_ref(c: &mut Checker<'_>, p: &Spanned<String>, policies: &BTreeMa
     }
 }
 
+/// Device slots: at least 2 (unknown + one), at most what the packet mark can carry.
+const DEVICES_RANGE: (i64, i64) = (2, 1 << 20);
+/// Flow table: small routers to big hubs.
+const FLOWS_RANGE: (i64, i64) = (256, 1 << 22);
+
+fn bounded(
+    c: &mut Checker<'_>,
+    v: Option<&Spanned<i64>>,
+    key: &str,
+    (lo, hi): (i64, i64),
+    default: u32,
+) -> u32 {
+    let Some(v) = v else { return default };
+    let n = *v.get_ref();
+    if n < lo || n > hi {
+        c.err(
+            v,
+            format!("`{key}` = {n} is out of range"),
+            Some(format!("between {lo} and {hi}")),
+        );
+        return default;
+    }
+    u32::try_from(n).unwrap_or(default)
+}
+
+fn classifier(c: &mut Checker<'_>, raw: Option<&Spanned<RawClassifier>>) -> Classifier {
+    let d = Classifier::default();
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return d;
+    };
+    Classifier {
+        max_devices: bounded(
+            c,
+            raw.max_devices.as_ref(),
+            "max_devices",
+            DEVICES_RANGE,
+            d.max_devices,
+        ),
+        flow_table_size: bounded(
+            c,
+            raw.flow_table_size.as_ref(),
+            "flow_table_size",
+            FLOWS_RANGE,
+            d.flow_table_size,
+        ),
+    }
+}
+
 fn devices(
     c: &mut Checker<'_>,
     raw: &[Spanned<RawDevice>],
     policies: &BTreeMap<String, Policy>,
+    max_devices: u32,
 ) -> Vec<Device> {
-    let max = (MAX_DEVICES - 1) as usize;
+    let max = (max_devices - 1) as usize;
     if raw.len() > max {
         if let Some(first_extra) = raw.get(max) {
             c.err(
                 first_extra,
                 format!("too many devices: {} (at most {max})", raw.len()),
-                None,
+                Some("raise [classifier] max_devices".into()),
             );
         }
     }

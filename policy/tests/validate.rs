@@ -67,7 +67,10 @@ fn good_config_is_modelled() {
         class::bit(class::TELNET)
     );
     assert_eq!(cfg.policy_of(&cfg.devices[1]).blocked_classes, 0);
-    assert_eq!(cfg.unknown_blocked(), class::bit(class::TELNET));
+    assert_eq!(
+        cfg.unknown_policy().blocked_classes,
+        class::bit(class::TELNET)
+    );
 }
 
 #[test]
@@ -75,12 +78,20 @@ fn unknown_policy_defaults_to_blocking_telnet() {
     let text = GOOD.replace("unknown_policy = \"quarantine\"\n", "");
     let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.gateway.unknown_policy, None);
-    assert_eq!(cfg.unknown_blocked(), class::bit(class::TELNET));
+    let insecure = class::bit(class::TELNET) | class::bit(class::FTP) | class::bit(class::MQTT);
+    assert_eq!(
+        cfg.unknown_policy().blocked_classes,
+        insecure,
+        "built-in: telnet, ftp, mqtt"
+    );
     let open = GOOD.replace(
         "\"quarantine\"\n\n[policies.camera]",
         "\"open\"\n\n[policies.camera]",
     );
-    assert_eq!(parse(&open).map(|c| c.unknown_blocked()), Ok(0));
+    assert_eq!(
+        parse(&open).map(|c| c.unknown_policy().blocked_classes),
+        Ok(0)
+    );
 }
 
 #[test]
