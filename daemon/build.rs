@@ -18,14 +18,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     // aya-build watches the eBPF crate; its shared types live in common/.
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("../common").display()
-    );
-    let package = aya_build::Package {
-        name: "moat-ebpf",
-        root_dir: ebpf_dir,
-        ..Default::default()
-    };
+    println!("cargo:rerun-if-changed={}", root.join("../common").display());
+    let package = aya_build::Package { name: "moat-ebpf", root_dir: ebpf_dir, ..Default::default() };
     aya_build::build_ebpf([package], aya_build::Toolchain::default())
 }

@@ -29,10 +29,8 @@ pub const SLOTS: usize = 16;
 const _: () = assert!(COUNT <= SLOTS && SLOTS.is_power_of_two());
 
 /// Class names as they appear in config files and reports, indexed by class number.
-pub const NAMES: [&str; COUNT] = [
-    "other", "tls", "http", "mqtt", "telnet", "ftp", "ssh", "dns", "dhcp", "ntp", "ssdp", "mdns",
-    "rtsp", "quic",
-];
+pub const NAMES: [&str; COUNT] =
+    ["other", "tls", "http", "mqtt", "telnet", "ftp", "ssh", "dns", "dhcp", "ntp", "ssdp", "mdns", "rtsp", "quic"];
 
 // blocked_classes is a u32 bitmask.
 const _: () = assert!(COUNT <= 32);

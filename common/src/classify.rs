@@ -196,11 +196,7 @@ fn is_http(w: &Words<'_>) -> bool {
 
 fn udp(w: &Words<'_>) -> Class {
     let s = w.s;
-    if (w.port(67) | w.port(68))
-        & (s.payload_len >= 240)
-        & ((w.at(0) == 1) | (w.at(0) == 2))
-        & s.dhcp_cookie
-    {
+    if (w.port(67) | w.port(68)) & (s.payload_len >= 240) & ((w.at(0) == 1) | (w.at(0) == 2)) & s.dhcp_cookie {
         class::DHCP
     } else if w.port(53) & dns_header(w) {
         class::DNS
@@ -208,10 +204,7 @@ fn udp(w: &Words<'_>) -> Class {
         class::MDNS
     } else if w.port(123) & is_ntp(w) {
         class::NTP
-    } else if w.is(pat(b"M-SEARCH "))
-        | w.is(pat(b"NOTIFY * "))
-        | (w.port(1900) & w.is(pat(b"HTTP/1.1 ")))
-    {
+    } else if w.is(pat(b"M-SEARCH ")) | w.is(pat(b"NOTIFY * ")) | (w.port(1900) & w.is(pat(b"HTTP/1.1 "))) {
         class::SSDP
     } else if is_quic_long_header(w) {
         class::QUIC

@@ -14,14 +14,8 @@ pub const DNS_RESPONSE: u8 = 4;
 /// A DHCP message from a device ([`PacketEvent`]).
 pub const DHCP_REQUEST: u8 = 5;
 pub const KIND_COUNT: usize = 6;
-pub const KIND_NAMES: [&str; KIND_COUNT] = [
-    "invalid",
-    "new_device",
-    "new_flow",
-    "blocked",
-    "dns_response",
-    "dhcp_request",
-];
+pub const KIND_NAMES: [&str; KIND_COUNT] =
+    ["invalid", "new_device", "new_flow", "blocked", "dns_response", "dhcp_request"];
 
 /// Longest payload copied into a [`PacketEvent`]: a classic DNS message (512)
 /// and a DHCP message up to the 576 bytes every client must accept.

@@ -121,11 +121,7 @@ impl DeviceStats {
         for (a, b) in self.dropped_by_class.iter_mut().zip(other.dropped_by_class) {
             *a += b;
         }
-        for (a, b) in self
-            .dropped_by_reason
-            .iter_mut()
-            .zip(other.dropped_by_reason)
-        {
+        for (a, b) in self.dropped_by_reason.iter_mut().zip(other.dropped_by_reason) {
             *a += b;
         }
     }
@@ -187,10 +183,8 @@ pub struct FlowValue {
 
 const _: () = assert!(core::mem::size_of::<MacKey>() == 8);
 const _: () = assert!(core::mem::size_of::<DeviceEntry>() == 16);
-const _: () = assert!(
-    core::mem::size_of::<DeviceStats>()
-        == 16 * 2 * class::SLOTS + 8 * class::SLOTS + 8 * reason::SLOTS
-);
+const _: () =
+    assert!(core::mem::size_of::<DeviceStats>() == 16 * 2 * class::SLOTS + 8 * class::SLOTS + 8 * reason::SLOTS);
 const _: () = assert!(core::mem::size_of::<DeviceStats>() % 8 == 0);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 56);
@@ -218,30 +212,15 @@ mod tests {
     #[test]
     fn stats_add_sums_every_field() {
         let mut a = DeviceStats::default();
-        a.traffic[class::TELNET as usize][class::dir::TO_DEVICE] = Counter {
-            packets: 2,
-            bytes: 100,
-        };
+        a.traffic[class::TELNET as usize][class::dir::TO_DEVICE] = Counter { packets: 2, bytes: 100 };
         a.dropped_by_class[class::TELNET as usize] = 3;
         a.dropped_by_reason[reason::QUARANTINE as usize] = 4;
         let b = a;
         a.add(&b);
-        assert_eq!(
-            a.traffic[class::TELNET as usize][class::dir::TO_DEVICE],
-            Counter {
-                packets: 4,
-                bytes: 200
-            }
-        );
+        assert_eq!(a.traffic[class::TELNET as usize][class::dir::TO_DEVICE], Counter { packets: 4, bytes: 200 });
         assert_eq!(a.dropped_by_class[class::TELNET as usize], 6);
         assert_eq!(a.dropped(), 8);
-        assert_eq!(
-            a.total(class::dir::TO_DEVICE),
-            Counter {
-                packets: 4,
-                bytes: 200
-            }
-        );
+        assert_eq!(a.total(class::dir::TO_DEVICE), Counter { packets: 4, bytes: 200 });
         assert_eq!(a.total(class::dir::FROM_DEVICE), Counter::default());
     }
 }

@@ -36,12 +36,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for (id, c) in [
-            (0, class::OTHER),
-            (1, class::TELNET),
-            (ID_MASK, class::QUIC),
-            (10_000, class::TLS),
-        ] {
+        for (id, c) in [(0, class::OTHER), (1, class::TELNET), (ID_MASK, class::QUIC), (10_000, class::TLS)] {
             assert_eq!(decode(encode(id, c)), Some((id, c)));
         }
     }
@@ -52,10 +47,6 @@ mod tests {
         assert_eq!(encode(0, class::OTHER), 0x8000_0000);
         assert_eq!(decode(0), None, "unmarked packets are not device 0");
         assert_eq!(decode(0x104), None);
-        assert_eq!(
-            encode(ID_MASK + 1, class::OTHER),
-            MOAT_BIT,
-            "overflowing ids truncate"
-        );
+        assert_eq!(encode(ID_MASK + 1, class::OTHER), MOAT_BIT, "overflowing ids truncate");
     }
 }

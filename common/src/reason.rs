@@ -35,11 +35,5 @@ pub const HEALTH_TAIL_CALL_FAILED: u32 = 5;
 /// Number of health counters.
 pub const HEALTH_COUNT: usize = 6;
 /// Names of the health counters, indexed by number.
-pub const HEALTH_NAMES: [&str; HEALTH_COUNT] = [
-    "truncated",
-    "bad_header",
-    "ext_header_limit",
-    "flow_insert_failed",
-    "ringbuf_full",
-    "tail_call_failed",
-];
+pub const HEALTH_NAMES: [&str; HEALTH_COUNT] =
+    ["truncated", "bad_header", "ext_header_limit", "flow_insert_failed", "ringbuf_full", "tail_call_failed"];

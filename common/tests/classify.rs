@@ -11,15 +11,7 @@ fn sample(proto: u8, src_port: u16, dst_port: u16, payload: &[u8]) -> Sample {
     let len = payload.len().min(SAMPLE_LEN);
     bytes[..len].copy_from_slice(&payload[..len]);
     let dhcp_cookie = payload.get(236..240) == Some(&[0x63, 0x82, 0x53, 0x63][..]);
-    Sample {
-        bytes,
-        len,
-        payload_len: payload.len(),
-        proto,
-        src_port,
-        dst_port,
-        dhcp_cookie,
-    }
+    Sample { bytes, len, payload_len: payload.len(), proto, src_port, dst_port, dhcp_cookie }
 }
 
 fn tcp(dst_port: u16, payload: &[u8]) -> Class {
@@ -30,86 +22,42 @@ fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Class {
     classify(&sample(IPPROTO_UDP, src_port, dst_port, payload))
 }
 
-pub const CLIENT_HELLO: &[u8] = &[
-    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
-];
-pub const SERVER_HELLO: &[u8] = &[
-    0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03,
-];
+pub const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+pub const SERVER_HELLO: &[u8] = &[0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
 /// CONNECT, remaining length 16, "MQTT", level 4.
-pub const MQTT_311: &[u8] = &[
-    0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c,
-];
+pub const MQTT_311: &[u8] = &[0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c];
 /// CONNECT with a 2-byte remaining length, "MQIsdp", level 3.
-pub const MQTT_31: &[u8] = &[
-    0x10, 0x82, 0x01, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03,
-];
+pub const MQTT_31: &[u8] = &[0x10, 0x82, 0x01, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03];
 
 #[test]
 fn tls_on_any_port() {
     assert_eq!(tcp(443, CLIENT_HELLO), class::TLS);
-    assert_eq!(
-        tcp(1883, CLIENT_HELLO),
-        class::TLS,
-        "TLS on the MQTT port is still TLS"
-    );
+    assert_eq!(tcp(1883, CLIENT_HELLO), class::TLS, "TLS on the MQTT port is still TLS");
     assert_eq!(tcp(40000, SERVER_HELLO), class::TLS);
     let mut app_data = CLIENT_HELLO.to_vec();
     app_data[0] = 0x17;
-    assert_eq!(
-        tcp(443, &app_data),
-        class::OTHER,
-        "mid-stream application data is not a hello"
-    );
-    assert_eq!(
-        tcp(443, &CLIENT_HELLO[..5]),
-        class::OTHER,
-        "too short to see the handshake type"
-    );
+    assert_eq!(tcp(443, &app_data), class::OTHER, "mid-stream application data is not a hello");
+    assert_eq!(tcp(443, &CLIENT_HELLO[..5]), class::OTHER, "too short to see the handshake type");
 }
 
 #[test]
 fn plaintext_mqtt_on_any_port() {
     assert_eq!(tcp(1883, MQTT_311), class::MQTT);
-    assert_eq!(
-        tcp(443, MQTT_311),
-        class::MQTT,
-        "plaintext MQTT on 443 is still MQTT"
-    );
+    assert_eq!(tcp(443, MQTT_311), class::MQTT, "plaintext MQTT on 443 is still MQTT");
     assert_eq!(tcp(1883, MQTT_31), class::MQTT);
     let mut wrong = MQTT_311.to_vec();
     wrong[4] = b'X';
     assert_eq!(tcp(1883, &wrong), class::OTHER);
-    assert_eq!(
-        tcp(1883, &[0x10, 0xff, 0xff, 0xff, 0xff, 0x00, 0x04]),
-        class::OTHER,
-        "5-byte varint is invalid"
-    );
-    assert_eq!(
-        tcp(1883, &[0x30, 0x05, 0x00, 0x01, b'a']),
-        class::OTHER,
-        "PUBLISH first is not a CONNECT"
-    );
+    assert_eq!(tcp(1883, &[0x10, 0xff, 0xff, 0xff, 0xff, 0x00, 0x04]), class::OTHER, "5-byte varint is invalid");
+    assert_eq!(tcp(1883, &[0x30, 0x05, 0x00, 0x01, b'a']), class::OTHER, "PUBLISH first is not a CONNECT");
 }
 
 #[test]
 fn telnet_by_negotiation_or_port() {
-    assert_eq!(
-        tcp(8023, &[0xff, 0xfd, 0x18]),
-        class::TELNET,
-        "IAC DO on port 8023"
-    );
-    assert_eq!(
-        tcp(40000, &[0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03]),
-        class::TELNET,
-        "IAC WILL"
-    );
+    assert_eq!(tcp(8023, &[0xff, 0xfd, 0x18]), class::TELNET, "IAC DO on port 8023");
+    assert_eq!(tcp(40000, &[0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03]), class::TELNET, "IAC WILL");
     assert_eq!(tcp(23, &[0xff, 0xfa, 0x18]), class::TELNET, "IAC SB");
-    assert_eq!(
-        tcp(23, &[0xff, 0xf0]),
-        class::OTHER,
-        "IAC SE alone is no negotiation"
-    );
+    assert_eq!(tcp(23, &[0xff, 0xf0]), class::OTHER, "IAC SE alone is no negotiation");
     assert_eq!(tcp_port_hint(23), class::TELNET);
     assert_eq!(tcp_port_hint(2323), class::TELNET);
     assert_eq!(tcp_port_hint(8023), class::OTHER);
@@ -122,14 +70,8 @@ fn http_rtsp_ssh_ftp() {
     assert_eq!(tcp(80, b"OPTIONS * HTTP/1.1\r\n"), class::HTTP);
     assert_eq!(tcp(40000, b"HTTP/1.0 200 OK\r\n"), class::HTTP);
     assert_eq!(tcp(80, b"GETX / HTTP/1.1"), class::OTHER);
-    assert_eq!(
-        tcp(554, b"OPTIONS rtsp://cam/stream RTSP/1.0\r\n"),
-        class::RTSP
-    );
-    assert_eq!(
-        tcp(8554, b"DESCRIBE rtsp://10.0.0.1/ RTSP/1.0"),
-        class::RTSP
-    );
+    assert_eq!(tcp(554, b"OPTIONS rtsp://cam/stream RTSP/1.0\r\n"), class::RTSP);
+    assert_eq!(tcp(8554, b"DESCRIBE rtsp://10.0.0.1/ RTSP/1.0"), class::RTSP);
     assert_eq!(tcp(40000, b"RTSP/1.0 200 OK\r\n"), class::RTSP);
     assert_eq!(tcp(22, b"SSH-2.0-OpenSSH_9.2\r\n"), class::SSH);
     assert_eq!(tcp(2222, b"SSH-1.99-dropbear\r\n"), class::SSH);
@@ -158,16 +100,8 @@ fn dhcp_discover() -> Vec<u8> {
 fn udp_classes() {
     assert_eq!(udp(40000, 53, &dns_query()), class::DNS);
     assert_eq!(udp(53, 40000, &dns_query()), class::DNS, "responses too");
-    assert_eq!(
-        udp(40000, 53, &[0u8; 8]),
-        class::OTHER,
-        "too short for a DNS header"
-    );
-    assert_eq!(
-        udp(40000, 9999, &dns_query()),
-        class::OTHER,
-        "DNS is only recognised with port 53"
-    );
+    assert_eq!(udp(40000, 53, &[0u8; 8]), class::OTHER, "too short for a DNS header");
+    assert_eq!(udp(40000, 9999, &dns_query()), class::OTHER, "DNS is only recognised with port 53");
     assert_eq!(udp(5353, 5353, &dns_query()), class::MDNS);
     assert_eq!(udp(68, 67, &dhcp_discover()), class::DHCP);
     let mut no_cookie = dhcp_discover();
@@ -176,11 +110,7 @@ fn udp_classes() {
     let mut ntp = vec![0u8; 48];
     ntp[0] = 0x23; // version 4, mode 3 (client)
     assert_eq!(udp(40000, 123, &ntp), class::NTP);
-    assert_eq!(
-        udp(40000, 123, &ntp[..20]),
-        class::OTHER,
-        "NTP needs 48 bytes"
-    );
+    assert_eq!(udp(40000, 123, &ntp[..20]), class::OTHER, "NTP needs 48 bytes");
     assert_eq!(udp(40000, 1900, b"M-SEARCH * HTTP/1.1\r\n"), class::SSDP);
     assert_eq!(udp(1900, 40000, b"NOTIFY * HTTP/1.1\r\n"), class::SSDP);
     assert_eq!(udp(1900, 40000, b"HTTP/1.1 200 OK\r\n"), class::SSDP);
@@ -189,11 +119,7 @@ fn udp_classes() {
     assert_eq!(udp(40000, 443, &quic), class::QUIC);
     quic[4] = 2;
     assert_eq!(udp(40000, 443, &quic), class::OTHER, "unknown QUIC version");
-    assert_eq!(
-        udp(40000, 443, &[0x43, 0, 0, 0, 1]),
-        class::OTHER,
-        "short header is not classified"
-    );
+    assert_eq!(udp(40000, 443, &[0x43, 0, 0, 0, 1]), class::OTHER, "short header is not classified");
 }
 
 #[test]

@@ -85,10 +85,7 @@ impl Events {
 }
 
 fn kind_index(name: &str) -> usize {
-    event::KIND_NAMES
-        .iter()
-        .position(|n| *n == name)
-        .unwrap_or(0)
+    event::KIND_NAMES.iter().position(|n| *n == name).unwrap_or(0)
 }
 
 /// Little reader over a record's bytes (native endian: the kernel wrote them
@@ -118,18 +115,11 @@ impl Bytes<'_> {
 }
 
 fn mac(b: [u8; 6]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn addr(family: u8, raw: [u8; 16]) -> String {
-    let ip: IpAddr = if family == FAMILY_V4 {
-        [raw[0], raw[1], raw[2], raw[3]].into()
-    } else {
-        raw.into()
-    };
+    let ip: IpAddr = if family == FAMILY_V4 { [raw[0], raw[1], raw[2], raw[3]].into() } else { raw.into() };
     ip.to_string()
 }
 
@@ -163,23 +153,12 @@ pub fn decode(raw: &[u8]) -> Result<Event, DecodeError> {
     }
     let why = b.u8(offset_of!(EventHeader, reason));
     let mut e = Event {
-        kind: event::KIND_NAMES
-            .get(usize::from(kind))
-            .copied()
-            .unwrap_or("invalid"),
+        kind: event::KIND_NAMES.get(usize::from(kind)).copied().unwrap_or("invalid"),
         device_id: b.u32(offset_of!(EventHeader, device_id)),
         mac: String::new(),
         class: class::name(b.u8(offset_of!(EventHeader, class))),
-        reason: (kind == event::BLOCKED).then(|| {
-            reason::NAMES
-                .get(usize::from(why))
-                .copied()
-                .unwrap_or("invalid")
-        }),
-        direction: class::dir::NAMES
-            .get(usize::from(b.u8(offset_of!(EventHeader, dir))))
-            .copied()
-            .unwrap_or("invalid"),
+        reason: (kind == event::BLOCKED).then(|| reason::NAMES.get(usize::from(why)).copied().unwrap_or("invalid")),
+        direction: class::dir::NAMES.get(usize::from(b.u8(offset_of!(EventHeader, dir)))).copied().unwrap_or("invalid"),
         flow: None,
         copied: None,
         payload_len: None,
@@ -232,20 +211,11 @@ mod tests {
     #[test]
     fn decodes_a_blocked_event() {
         let e = decode(&flow_event(event::BLOCKED)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            (e.kind, e.class, e.reason, e.device_id),
-            ("blocked", "telnet", Some("blocked_class"), 7)
-        );
+        assert_eq!((e.kind, e.class, e.reason, e.device_id), ("blocked", "telnet", Some("blocked_class"), 7));
         assert_eq!(e.mac, "02:77:00:00:00:01");
         let f = e.flow.unwrap_or_else(|| panic!("no flow"));
         assert_eq!(
-            (
-                f.lan.as_str(),
-                f.lan_port,
-                f.remote.as_str(),
-                f.remote_port,
-                f.proto
-            ),
+            (f.lan.as_str(), f.lan_port, f.remote.as_str(), f.remote_port, f.proto),
             ("10.77.0.10", 40000, "198.51.100.10", 8023, 6)
         );
     }
@@ -253,10 +223,7 @@ mod tests {
     #[test]
     fn rejects_short_and_unknown_records() {
         assert_eq!(decode(&[1, 2, 3]), Err(DecodeError::Short(3)));
-        assert_eq!(
-            decode(&flow_event(event::BLOCKED)[..40]),
-            Err(DecodeError::Short(40))
-        );
+        assert_eq!(decode(&flow_event(event::BLOCKED)[..40]), Err(DecodeError::Short(40)));
         assert_eq!(decode(&flow_event(99)), Err(DecodeError::Kind(99)));
         assert_eq!(
             decode(&flow_event(event::DNS_RESPONSE)),
@@ -266,13 +233,6 @@ mod tests {
         let mut ev = Events::default();
         ev.record(&[0u8; 3]);
         ev.record(&flow_event(event::NEW_FLOW));
-        assert_eq!(
-            (
-                ev.undecodable,
-                ev.counts[event::NEW_FLOW as usize],
-                ev.recent.len()
-            ),
-            (1, 1, 1)
-        );
+        assert_eq!((ev.undecodable, ev.counts[event::NEW_FLOW as usize], ev.recent.len()), (1, 1, 1));
     }
 }

@@ -17,43 +17,23 @@ use moat_policy::Config;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
 
 /// Programs in the object, all loaded by [`Kernel::load`].
-const PROGRAMS: [&str; 4] = [
-    m::PROG_INGRESS,
-    m::PROG_EGRESS,
-    m::PROG_CLASSIFY,
-    m::PROG_PASS,
-];
+const PROGRAMS: [&str; 4] = [m::PROG_INGRESS, m::PROG_EGRESS, m::PROG_CLASSIFY, m::PROG_PASS];
 
 /// What can go wrong between moat and the kernel.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error(
-        "this moat binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild without it"
-    )]
+    #[error("this moat binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild without it")]
     NoObject,
     #[error("loading the eBPF object: {0}")]
     Load(#[from] EbpfError),
     #[error("eBPF object has no {what} named {name:?}")]
-    Missing {
-        what: &'static str,
-        name: &'static str,
-    },
+    Missing { what: &'static str, name: &'static str },
     #[error("eBPF program {name}: {source}")]
-    Program {
-        name: &'static str,
-        source: ProgramError,
-    },
+    Program { name: &'static str, source: ProgramError },
     #[error("eBPF map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: MapError,
-    },
+    Map { name: &'static str, source: MapError },
     #[error("attaching {program} to {iface:?}: {source}")]
-    Attach {
-        program: &'static str,
-        iface: String,
-        source: ProgramError,
-    },
+    Attach { program: &'static str, iface: String, source: ProgramError },
 }
 
 /// Map sizes chosen at load time.
@@ -66,10 +46,7 @@ pub struct Limits {
 
 impl Limits {
     pub fn from_config(cfg: &Config) -> Self {
-        Limits {
-            max_devices: cfg.classifier.max_devices,
-            flow_table_size: cfg.classifier.flow_table_size,
-        }
+        Limits { max_devices: cfg.classifier.max_devices, flow_table_size: cfg.classifier.flow_table_size }
     }
 }
 
@@ -96,8 +73,7 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> KernelError {
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {
-    ebpf.take_map(name)
-        .ok_or(KernelError::Missing { what: "map", name })
+    ebpf.take_map(name).ok_or(KernelError::Missing { what: "map", name })
 }
 
 impl Kernel {
@@ -112,26 +88,17 @@ impl Kernel {
             .map_max_entries(m::FLOWS, limits.flow_table_size)
             .load(OBJECT)?;
         let mut k = Self {
-            devices: HashMap::try_from(take(&mut ebpf, m::DEVICES)?)
-                .map_err(map_err(m::DEVICES))?,
-            unknown: Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?)
-                .map_err(map_err(m::UNKNOWN_POLICY))?,
-            stats: PerCpuArray::try_from(take(&mut ebpf, m::DEVICE_STATS)?)
-                .map_err(map_err(m::DEVICE_STATS))?,
-            drops: PerCpuArray::try_from(take(&mut ebpf, m::DROP_REASONS)?)
-                .map_err(map_err(m::DROP_REASONS))?,
-            health: PerCpuArray::try_from(take(&mut ebpf, m::HEALTH)?)
-                .map_err(map_err(m::HEALTH))?,
+            devices: HashMap::try_from(take(&mut ebpf, m::DEVICES)?).map_err(map_err(m::DEVICES))?,
+            unknown: Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?).map_err(map_err(m::UNKNOWN_POLICY))?,
+            stats: PerCpuArray::try_from(take(&mut ebpf, m::DEVICE_STATS)?).map_err(map_err(m::DEVICE_STATS))?,
+            drops: PerCpuArray::try_from(take(&mut ebpf, m::DROP_REASONS)?).map_err(map_err(m::DROP_REASONS))?,
+            health: PerCpuArray::try_from(take(&mut ebpf, m::HEALTH)?).map_err(map_err(m::HEALTH))?,
             flows: HashMap::try_from(take(&mut ebpf, m::FLOWS)?).map_err(map_err(m::FLOWS))?,
-            events: Some(
-                RingBuf::try_from(take(&mut ebpf, m::EVENTS)?).map_err(map_err(m::EVENTS))?,
-            ),
+            events: Some(RingBuf::try_from(take(&mut ebpf, m::EVENTS)?).map_err(map_err(m::EVENTS))?),
             ebpf,
         };
         for name in PROGRAMS {
-            k.program(name)?
-                .load()
-                .map_err(|source| KernelError::Program { name, source })?;
+            k.program(name)?.load().map_err(|source| KernelError::Program { name, source })?;
         }
         k.link_classifier()?;
         Ok(k)
@@ -142,49 +109,27 @@ impl Kernel {
         let fd = self
             .program(m::PROG_CLASSIFY)?
             .fd()
-            .map_err(|source| KernelError::Program {
-                name: m::PROG_CLASSIFY,
-                source,
-            })?
+            .map_err(|source| KernelError::Program { name: m::PROG_CLASSIFY, source })?
             .try_clone()
-            .map_err(|e| KernelError::Program {
-                name: m::PROG_CLASSIFY,
-                source: ProgramError::IOError(e),
-            })?;
-        let map = self.ebpf.map_mut(m::JUMP).ok_or(KernelError::Missing {
-            what: "map",
-            name: m::JUMP,
-        })?;
+            .map_err(|e| KernelError::Program { name: m::PROG_CLASSIFY, source: ProgramError::IOError(e) })?;
+        let map = self.ebpf.map_mut(m::JUMP).ok_or(KernelError::Missing { what: "map", name: m::JUMP })?;
         let mut jump = ProgramArray::try_from(map).map_err(map_err(m::JUMP))?;
         jump.set(m::JUMP_CLASSIFY, &fd, 0).map_err(map_err(m::JUMP))
     }
 
     /// A program by name (for attaching, or BPF_PROG_TEST_RUN in tests and benchmarks).
     pub fn program(&mut self, name: &'static str) -> Result<&mut SchedClassifier, KernelError> {
-        let missing = KernelError::Missing {
-            what: "program",
-            name,
-        };
+        let missing = KernelError::Missing { what: "program", name };
         let prog = self.ebpf.program_mut(name).ok_or(missing)?;
-        prog.try_into()
-            .map_err(|source| KernelError::Program { name, source })
+        prog.try_into().map_err(|source| KernelError::Program { name, source })
     }
 
     /// Attaches ingress and egress to `iface` (TCX on kernels that have it).
     /// The links live as long as `self`: dropping the Kernel detaches them.
     pub fn attach(&mut self, iface: &str) -> Result<(), KernelError> {
-        for (program, at) in [
-            (m::PROG_INGRESS, TcAttachType::Ingress),
-            (m::PROG_EGRESS, TcAttachType::Egress),
-        ] {
-            let attach_err = |source| KernelError::Attach {
-                program,
-                iface: iface.to_string(),
-                source,
-            };
-            self.program(program)?
-                .attach(iface, at)
-                .map_err(attach_err)?;
+        for (program, at) in [(m::PROG_INGRESS, TcAttachType::Ingress), (m::PROG_EGRESS, TcAttachType::Egress)] {
+            let attach_err = |source| KernelError::Attach { program, iface: iface.to_string(), source };
+            self.program(program)?.attach(iface, at).map_err(attach_err)?;
         }
         Ok(())
     }
@@ -192,27 +137,17 @@ impl Kernel {
     /// Writes every device's entry and the unknown-device policy. Entries are
     /// written before stale ones are removed, so no packet sees a gap.
     pub fn sync_devices(&mut self, cfg: &Config) -> Result<(), KernelError> {
-        let want: std::collections::HashMap<MacKey, DeviceEntry> = cfg
-            .devices
-            .iter()
-            .map(|d| (MacKey::new(d.mac.0), entry(d.id, &cfg.policy_of(d))))
-            .collect();
+        let want: std::collections::HashMap<MacKey, DeviceEntry> =
+            cfg.devices.iter().map(|d| (MacKey::new(d.mac.0), entry(d.id, &cfg.policy_of(d)))).collect();
         for (k, v) in &want {
             self.devices.insert(k, v, 0).map_err(map_err(m::DEVICES))?;
         }
-        let stale: Vec<MacKey> = self
-            .devices
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !want.contains_key(k))
-            .collect();
+        let stale: Vec<MacKey> = self.devices.keys().filter_map(Result::ok).filter(|k| !want.contains_key(k)).collect();
         for k in stale {
             self.devices.remove(&k).map_err(map_err(m::DEVICES))?;
         }
         let unknown = entry(m::UNKNOWN_DEVICE_ID, &cfg.unknown_policy());
-        self.unknown
-            .set(0, unknown, 0)
-            .map_err(map_err(m::UNKNOWN_POLICY))?;
+        self.unknown.set(0, unknown, 0).map_err(map_err(m::UNKNOWN_POLICY))?;
         Ok(())
     }
 
@@ -257,24 +192,9 @@ impl Kernel {
 
 fn entry(id: u32, p: &moat_policy::Policy) -> DeviceEntry {
     let flags = if p.quarantine { FLAG_QUARANTINE } else { 0 };
-    DeviceEntry {
-        id,
-        blocked_classes: p.blocked_classes,
-        flags,
-        pad: 0,
-    }
+    DeviceEntry { id, blocked_classes: p.blocked_classes, flags, pad: 0 }
 }
 
-fn sum_all(
-    map: &PerCpuArray<MapData, u64>,
-    n: usize,
-    name: &'static str,
-) -> Result<Vec<u64>, KernelError> {
-    (0..n as u32)
-        .map(|i| {
-            map.get(&i, 0)
-                .map(|v| v.iter().sum())
-                .map_err(map_err(name))
-        })
-        .collect()
+fn sum_all(map: &PerCpuArray<MapData, u64>, n: usize, name: &'static str) -> Result<Vec<u64>, KernelError> {
+    (0..n as u32).map(|i| map.get(&i, 0).map(|v| v.iter().sum()).map_err(map_err(name))).collect()
 }

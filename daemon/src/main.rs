@@ -12,11 +12,7 @@ const EXIT_RUNTIME: u8 = 1;
 const DEFAULT_CONFIG: &str = "/etc/moat/moat.toml";
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "moat",
-    version,
-    about = "Protects a home's IoT devices from the gateway"
-)]
+#[command(name = "moat", version, about = "Protects a home's IoT devices from the gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,12 +50,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
-                println!(
-                    "{}: ok ({} devices, {} policies)",
-                    config.display(),
-                    cfg.devices.len(),
-                    cfg.policies.len()
-                );
+                println!("{}: ok ({} devices, {} policies)", config.display(), cfg.devices.len(), cfg.policies.len());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -83,10 +74,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: Config) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "starting the runtime");
@@ -107,10 +95,7 @@ fn plan(cfg: &Config) -> String {
     out.push_str("\n# classifier device table (DEVICES map)\n");
     for d in &cfg.devices {
         let blocked = cfg.policy_of(d).blocked_names().join(",");
-        out.push_str(&format!(
-            "# id {:>5}  {}  {:<20} policy={} block=[{}]\n",
-            d.id, d.mac, d.name, d.policy, blocked
-        ));
+        out.push_str(&format!("# id {:>5}  {}  {:<20} policy={} block=[{}]\n", d.id, d.mac, d.name, d.policy, blocked));
     }
     let unknown = cfg.unknown_policy();
     out.push_str(&format!(

@@ -44,10 +44,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     nft::apply("ruleset", &ruleset::ruleset(&cfg))?;
     info!(lan = %cfg.gateway.lan, wan = %cfg.gateway.wan, devices = cfg.devices.len(), "enforcing");
 
-    let ring = kernel.take_events().ok_or(KernelError::Missing {
-        what: "map",
-        name: "EVENTS",
-    })?;
+    let ring = kernel.take_events().ok_or(KernelError::Missing { what: "map", name: "EVENTS" })?;
     let result = serve(&kernel, &cfg, ring).await;
 
     if let Err(e) = nft::apply("teardown", &ruleset::teardown()) {

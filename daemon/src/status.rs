@@ -73,37 +73,17 @@ pub struct DeviceReport {
 }
 
 fn nonzero(names: &[&'static str], values: &[u64]) -> BTreeMap<&'static str, u64> {
-    names
-        .iter()
-        .zip(values)
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| (*k, *n))
-        .collect()
+    names.iter().zip(values).filter(|(_, n)| **n > 0).map(|(k, n)| (*k, *n)).collect()
 }
 
-fn report(
-    name: &str,
-    id: u32,
-    mac: String,
-    policy_name: &str,
-    policy: &Policy,
-    s: &DeviceStats,
-) -> DeviceReport {
+fn report(name: &str, id: u32, mac: String, policy_name: &str, policy: &Policy, s: &DeviceStats) -> DeviceReport {
     let mut classes = BTreeMap::new();
     for (c, per_dir) in s.traffic.iter().enumerate() {
         let dirs: BTreeMap<_, _> = per_dir
             .iter()
             .enumerate()
             .filter(|(_, t)| t.packets > 0)
-            .map(|(d, t)| {
-                (
-                    dir::NAMES[d],
-                    Traffic {
-                        packets: t.packets,
-                        bytes: t.bytes,
-                    },
-                )
-            })
+            .map(|(d, t)| (dir::NAMES[d], Traffic { packets: t.packets, bytes: t.bytes }))
             .collect();
         if !dirs.is_empty() {
             classes.insert(class::name(c as u8), dirs);
@@ -112,13 +92,7 @@ fn report(
     let total = (0..dir::COUNT)
         .map(|d| {
             let t = s.total(d);
-            (
-                dir::NAMES[d],
-                Traffic {
-                    packets: t.packets,
-                    bytes: t.bytes,
-                },
-            )
+            (dir::NAMES[d], Traffic { packets: t.packets, bytes: t.bytes })
         })
         .collect();
     DeviceReport {
@@ -137,45 +111,19 @@ fn report(
 }
 
 /// Reads every counter the snapshot holds from the kernel.
-pub fn collect(
-    kernel: &Kernel,
-    cfg: &Config,
-    events: &Events,
-    seq: u64,
-) -> Result<Snapshot, KernelError> {
+pub fn collect(kernel: &Kernel, cfg: &Config, events: &Events, seq: u64) -> Result<Snapshot, KernelError> {
     let mut devices = Vec::with_capacity(cfg.devices.len() + 1);
     for d in &cfg.devices {
         let s = kernel.device_stats(d.id)?;
-        devices.push(report(
-            &d.name,
-            d.id,
-            d.mac.to_string(),
-            &d.policy,
-            &cfg.policy_of(d),
-            &s,
-        ));
+        devices.push(report(&d.name, d.id, d.mac.to_string(), &d.policy, &cfg.policy_of(d), &s));
     }
-    let unknown_name = cfg
-        .gateway
-        .unknown_policy
-        .as_deref()
-        .unwrap_or("(built-in)");
+    let unknown_name = cfg.gateway.unknown_policy.as_deref().unwrap_or("(built-in)");
     let s = kernel.device_stats(UNKNOWN_DEVICE_ID)?;
-    devices.push(report(
-        "unknown",
-        UNKNOWN_DEVICE_ID,
-        String::new(),
-        unknown_name,
-        &cfg.unknown_policy(),
-        &s,
-    ));
-    let named =
-        |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();
+    devices.push(report("unknown", UNKNOWN_DEVICE_ID, String::new(), unknown_name, &cfg.unknown_policy(), &s));
+    let named = |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();
     Ok(Snapshot {
         seq,
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         devices,
         drop_reasons: named(&reason::NAMES, kernel.drop_reasons()?),
         health: named(&reason::HEALTH_NAMES, kernel.health()?),
@@ -191,20 +139,11 @@ fn flows(kernel: &Kernel, cfg: &Config) -> FlowReport {
     for (_, v) in &all {
         *by_class.entry(class::name(v.class)).or_insert(0) += 1;
     }
-    FlowReport {
-        active: all.len(),
-        capacity: cfg.classifier.flow_table_size,
-        by_class,
-    }
+    FlowReport { active: all.len(), capacity: cfg.classifier.flow_table_size, by_class }
 }
 
 fn events_report(events: &Events) -> BTreeMap<&'static str, u64> {
-    let mut m: BTreeMap<&'static str, u64> = event::KIND_NAMES
-        .iter()
-        .copied()
-        .zip(events.counts)
-        .skip(1)
-        .collect();
+    let mut m: BTreeMap<&'static str, u64> = event::KIND_NAMES.iter().copied().zip(events.counts).skip(1).collect();
     m.insert("undecodable", events.undecodable);
     m
 }
@@ -213,19 +152,11 @@ fn events_report(events: &Events) -> BTreeMap<&'static str, u64> {
 /// partial file). Mode 0640: counters reveal what devices do.
 pub fn write(dir: &Path, snap: &Snapshot) -> std::io::Result<PathBuf> {
     // Created 0750 if missing; an existing directory keeps its owner's mode.
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)?;
+    fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
     let path = dir.join(FILE);
     let tmp = dir.join(format!(".{FILE}.tmp"));
     let body = serde_json::to_vec_pretty(snap).map_err(std::io::Error::other)?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)?;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
     f.write_all(&body)?;
     f.sync_all()?;
     fs::rename(&tmp, &path)?;

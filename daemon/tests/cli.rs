@@ -26,16 +26,9 @@ fn write(name: &str, text: &str) -> PathBuf {
 
 /// (exit code, stdout, stderr) of `moat args...`.
 fn moat(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_moat")).args(args).output().unwrap_or_else(|e| panic!("{e}"));
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        s(&out.stdout),
-        s(&out.stderr),
-    )
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
 }
 
 fn check(name: &str, text: &str) -> (i32, String, String, String) {
@@ -54,42 +47,24 @@ fn check_accepts_a_good_config() {
 
 #[test]
 fn check_rejects_unknown_key() {
-    let (code, _, err, p) = check(
-        "unknown-key.toml",
-        &GOOD.replace("wan = \"wan0\"", "wan = \"wan0\"\nwna = 1"),
-    );
+    let (code, _, err, p) = check("unknown-key.toml", &GOOD.replace("wan = \"wan0\"", "wan = \"wan0\"\nwna = 1"));
     assert_eq!(code, 2);
-    assert!(
-        err.starts_with(&format!("{p}:4:1: unknown field `wna`")),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("{p}:4:1: unknown field `wna`")), "{err}");
 }
 
 #[test]
 fn check_rejects_bad_mac() {
-    let (code, _, err, p) = check(
-        "bad-mac.toml",
-        &GOOD.replace("02:77:00:00:00:01", "02:77:00:00:00:0x"),
-    );
+    let (code, _, err, p) = check("bad-mac.toml", &GOOD.replace("02:77:00:00:00:01", "02:77:00:00:00:0x"));
     assert_eq!(code, 2);
-    assert!(
-        err.starts_with(&format!("{p}:9:7: bad MAC address \"02:77:00:00:00:0x\"")),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("{p}:9:7: bad MAC address \"02:77:00:00:00:0x\"")), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
 
 #[test]
 fn check_rejects_unknown_policy() {
-    let (code, _, err, p) = check(
-        "unknown-policy.toml",
-        &GOOD.replace("policy = \"camera\"", "policy = \"cam\""),
-    );
+    let (code, _, err, p) = check("unknown-policy.toml", &GOOD.replace("policy = \"camera\"", "policy = \"cam\""));
     assert_eq!(code, 2);
-    assert!(
-        err.starts_with(&format!("{p}:11:10: undefined policy \"cam\"")),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("{p}:11:10: undefined policy \"cam\"")), "{err}");
     assert!(err.contains("hint: defined policies: camera"), "{err}");
 }
 
@@ -98,10 +73,7 @@ fn check_rejects_duplicate_mac() {
     let dup = format!("{GOOD}\n[[devices]]\nmac = \"02:77:00:00:00:01\"\nname = \"camera2\"\npolicy = \"camera\"\n");
     let (code, _, err, p) = check("dup-mac.toml", &dup);
     assert_eq!(code, 2);
-    assert!(
-        err.starts_with(&format!("{p}:14:7: duplicate MAC 02:77:00:00:00:01")),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("{p}:14:7: duplicate MAC 02:77:00:00:00:01")), "{err}");
     assert!(err.contains("first used on line 9"), "{err}");
 }
 
@@ -126,10 +98,7 @@ fn plan_prints_the_ruleset_and_device_table() {
     let (code, out, _) = moat(&["plan", "--config", &path.display().to_string()]);
     assert_eq!(code, 0);
     assert!(out.contains("table inet moat {"), "{out}");
-    assert!(
-        out.contains("iifname \"wan0\" ct state new counter drop"),
-        "{out}"
-    );
+    assert!(out.contains("iifname \"wan0\" ct state new counter drop"), "{out}");
     assert!(out.contains("02:77:00:00:00:01  camera"), "{out}");
 }
 
@@ -140,8 +109,5 @@ fn version_and_bad_arguments() {
     assert_eq!(out.trim(), format!("moat {}", env!("CARGO_PKG_VERSION")));
     let (code, _, err) = moat(&["frobnicate"]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("unrecognized subcommand 'frobnicate'"),
-        "{err}"
-    );
+    assert!(err.contains("unrecognized subcommand 'frobnicate'"), "{err}");
 }

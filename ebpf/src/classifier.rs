@@ -26,23 +26,14 @@ pub fn run(ctx: &TcContext) -> i32 {
     let d = p.dir as usize & 1;
     let off = p.payload_off as usize;
     let plen = p.payload_len as usize & 0xffff;
-    let mut s = Sample {
-        proto: p.proto,
-        payload_len: plen,
-        ..Default::default()
-    };
-    (s.src_port, s.dst_port) = if d == dir::FROM_DEVICE {
-        (p.key.lan_port, p.key.remote_port)
-    } else {
-        (p.key.remote_port, p.key.lan_port)
-    };
+    let mut s = Sample { proto: p.proto, payload_len: plen, ..Default::default() };
+    (s.src_port, s.dst_port) =
+        if d == dir::FROM_DEVICE { (p.key.lan_port, p.key.remote_port) } else { (p.key.remote_port, p.key.lan_port) };
     if off <= MAX_PAYLOAD_OFF {
         let avail = plen.min((ctx.len() as usize).saturating_sub(off));
         s.len = flow::read_sample(ctx, off, avail, &mut s.bytes);
         if p.proto == IPPROTO_UDP && plen >= 240 {
-            s.dhcp_cookie = ctx
-                .load::<[u8; 4]>(off + 236)
-                .is_ok_and(|c| c == DHCP_COOKIE);
+            s.dhcp_cookie = ctx.load::<[u8; 4]>(off + 236).is_ok_and(|c| c == DHCP_COOKIE);
         }
     }
     let class = classify(&s);
@@ -53,14 +44,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         v.flags |= FLOW_CLASSIFIED;
     }
     events::flow(event::NEW_FLOW, class, 0, d, p.dev.id, &p.mac, &p.key);
-    let facts = Facts {
-        dir: d,
-        dev: p.dev,
-        mac: p.mac,
-        len: p.len,
-        proto: p.proto,
-        key: Some(&p.key),
-        payload: (off, plen),
-    };
+    let facts =
+        Facts { dir: d, dev: p.dev, mac: p.mac, len: p.len, proto: p.proto, key: Some(&p.key), payload: (off, plen) };
     finish(ctx, &facts, class)
 }

@@ -17,35 +17,15 @@ use crate::{maps, verdict::Facts};
 fn header(kind: u8, class: Class, why: u8, dir: usize, device_id: u32) -> EventHeader {
     // SAFETY: boot-time clock read, no arguments.
     let ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    EventHeader {
-        kind,
-        class,
-        reason: why,
-        dir: dir as u8,
-        device_id,
-        ts_ns,
-    }
+    EventHeader { kind, class, reason: why, dir: dir as u8, device_id, ts_ns }
 }
 
-pub fn flow(
-    kind: u8,
-    class: Class,
-    why: u8,
-    dir: usize,
-    device_id: u32,
-    mac: &[u8; 6],
-    key: &FlowKey,
-) {
+pub fn flow(kind: u8, class: Class, why: u8, dir: usize, device_id: u32, mac: &[u8; 6], key: &FlowKey) {
     let Some(mut e) = maps::EVENTS.reserve::<FlowEvent>(0) else {
         maps::health(reason::HEALTH_RINGBUF_FULL);
         return;
     };
-    e.write(FlowEvent {
-        hdr: header(kind, class, why, dir, device_id),
-        mac: *mac,
-        pad: [0; 2],
-        key: *key,
-    });
+    e.write(FlowEvent { hdr: header(kind, class, why, dir, device_id), mac: *mac, pad: [0; 2], key: *key });
     e.submit(0);
 }
 
@@ -88,11 +68,7 @@ pub fn packet(ctx: &TcContext, kind: u8, class: Class, f: &Facts<'_>, key: &Flow
 /// Copies up to PACKET_COPY_MAX payload bytes into `dst`; the byte count, or
 /// None when there is nothing to copy. The length is shaped as `(n - 1) + 1`
 /// with `n - 1` checked below the maximum, so the verifier sees 1..=MAX.
-fn copy_payload(
-    ctx: &TcContext,
-    (off, len): (usize, usize),
-    dst: &mut [u8; PACKET_COPY_MAX],
-) -> Option<usize> {
+fn copy_payload(ctx: &TcContext, (off, len): (usize, usize), dst: &mut [u8; PACKET_COPY_MAX]) -> Option<usize> {
     let avail = len.min((ctx.len() as usize).saturating_sub(off));
     let last = avail.checked_sub(1)? as u32;
     if last >= PACKET_COPY_MAX as u32 {
@@ -102,12 +78,7 @@ fn copy_payload(
 }
 
 #[inline(always)]
-fn copy_exact(
-    ctx: &TcContext,
-    off: usize,
-    dst: &mut [u8; PACKET_COPY_MAX],
-    len: u32,
-) -> Option<usize> {
+fn copy_exact(ctx: &TcContext, off: usize, dst: &mut [u8; PACKET_COPY_MAX], len: u32) -> Option<usize> {
     // SAFETY: `dst` has PACKET_COPY_MAX bytes and 1 <= len <= PACKET_COPY_MAX;
     // the helper bounds-checks the packet side.
     let r = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), off as u32, dst.as_mut_ptr().cast(), len) };

@@ -13,20 +13,9 @@ use crate::{headers::Packet, maps};
 
 /// The flow key for a packet, device side first.
 pub fn key(p: &Packet, d: usize) -> FlowKey {
-    let (lan, remote, lan_port, remote_port) = if d == dir::FROM_DEVICE {
-        (p.src, p.dst, p.sport, p.dport)
-    } else {
-        (p.dst, p.src, p.dport, p.sport)
-    };
-    FlowKey {
-        lan_addr: lan,
-        remote_addr: remote,
-        lan_port,
-        remote_port,
-        proto: p.proto,
-        family: p.family,
-        pad: [0; 2],
-    }
+    let (lan, remote, lan_port, remote_port) =
+        if d == dir::FROM_DEVICE { (p.src, p.dst, p.sport, p.dport) } else { (p.dst, p.src, p.dport, p.sport) };
+    FlowKey { lan_addr: lan, remote_addr: remote, lan_port, remote_port, proto: p.proto, family: p.family, pad: [0; 2] }
 }
 
 /// What tracking found out about a packet's flow.
@@ -55,22 +44,9 @@ pub fn track(k: &FlowKey, p: &Packet, d: usize, device_id: u32, len: u64) -> Tra
         }
         return Tracked::Class(v.class);
     }
-    let hint = if p.proto == IPPROTO_TCP {
-        classify::tcp_port_hint(k.remote_port)
-    } else {
-        class::OTHER
-    };
-    let mut v = FlowValue {
-        first_seen_ns: now,
-        last_seen_ns: now,
-        device_id,
-        class: hint,
-        ..Default::default()
-    };
-    v.traffic[d & 1] = Counter {
-        packets: 1,
-        bytes: len,
-    };
+    let hint = if p.proto == IPPROTO_TCP { classify::tcp_port_hint(k.remote_port) } else { class::OTHER };
+    let mut v = FlowValue { first_seen_ns: now, last_seen_ns: now, device_id, class: hint, ..Default::default() };
+    v.traffic[d & 1] = Counter { packets: 1, bytes: len };
     if maps::FLOWS.insert(k, &v, 0).is_err() {
         maps::health(reason::HEALTH_FLOW_INSERT_FAILED);
     }
@@ -104,22 +80,12 @@ pub fn read_sample(ctx: &TcContext, off: usize, avail: usize, dst: &mut [u8; SAM
     let Ok(raw) = ctx.load::<[u8; SAMPLE_LEN]>(start) else {
         return 0;
     };
-    let hi = u64::from_be_bytes([
-        raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
-    ]);
-    let lo = u64::from_be_bytes([
-        raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15],
-    ]);
+    let hi = u64::from_be_bytes([raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]]);
+    let lo = u64::from_be_bytes([raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]]);
     let shift = ((SAMPLE_LEN - avail) * 8) as u32; // 8..=120
-    let (hi, lo) = if shift >= 64 {
-        (lo << (shift - 64), 0)
-    } else {
-        ((hi << shift) | (lo >> (64 - shift)), lo << shift)
-    };
+    let (hi, lo) =
+        if shift >= 64 { (lo << (shift - 64), 0) } else { ((hi << shift) | (lo >> (64 - shift)), lo << shift) };
     let (h, l) = (hi.to_be_bytes(), lo.to_be_bytes());
-    *dst = [
-        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
-        l[7],
-    ];
+    *dst = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]];
     avail
 }

@@ -88,12 +88,9 @@ pub fn parse(ctx: &TcContext) -> Parse {
 }
 
 fn ipv4(ctx: &TcContext, l3: usize) -> Parse {
-    let (Some(vihl), Some(total), Some(frag), Some(proto)) = (
-        byte(ctx, l3),
-        be16(ctx, l3 + 2),
-        be16(ctx, l3 + 6),
-        byte(ctx, l3 + 9),
-    ) else {
+    let (Some(vihl), Some(total), Some(frag), Some(proto)) =
+        (byte(ctx, l3), be16(ctx, l3 + 2), be16(ctx, l3 + 6), byte(ctx, l3 + 9))
+    else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     let ihl = usize::from(vihl & 0x0f) * 4;
@@ -114,9 +111,7 @@ fn ipv4(ctx: &TcContext, l3: usize) -> Parse {
 }
 
 fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
-    let (Some(ver), Some(plen), Some(mut next)) =
-        (byte(ctx, l3), be16(ctx, l3 + 4), byte(ctx, l3 + 6))
-    else {
+    let (Some(ver), Some(plen), Some(mut next)) = (byte(ctx, l3), be16(ctx, l3 + 4), byte(ctx, l3 + 6)) else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     if ver >> 4 != 6 {

@@ -63,9 +63,7 @@ fn process(ctx: &TcContext, d: usize) -> i32 {
 
 fn try_process(ctx: &TcContext, d: usize) -> Result<i32, ()> {
     // The device is the source on ingress, the destination on egress.
-    let mac: [u8; 6] = ctx
-        .load(if d == dir::FROM_DEVICE { 6 } else { 0 })
-        .map_err(|_| ())?;
+    let mac: [u8; 6] = ctx.load(if d == dir::FROM_DEVICE { 6 } else { 0 }).map_err(|_| ())?;
     if d == dir::TO_DEVICE && mac[0] & 1 == 1 {
         return Ok(TC_ACT_OK); // the gateway's own broadcast/multicast: no device
     }
@@ -88,15 +86,7 @@ fn try_process(ctx: &TcContext, d: usize) -> Result<i32, ()> {
             return Ok(TC_ACT_SHOT);
         }
     };
-    let mut facts = Facts {
-        dir: d,
-        dev,
-        mac,
-        len,
-        proto: p.proto,
-        key: None,
-        payload: (p.payload_off, p.payload_len),
-    };
+    let mut facts = Facts { dir: d, dev, mac, len, proto: p.proto, key: None, payload: (p.payload_off, p.payload_len) };
     if !p.has_ports {
         return Ok(finish(ctx, &facts, class::OTHER));
     }

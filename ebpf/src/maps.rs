@@ -29,8 +29,7 @@ static HEALTH: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::HEALTH_C
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
 
 #[map]
-pub static UNKNOWN_SEEN: LruHashMap<MacKey, u64> =
-    LruHashMap::with_max_entries(UNKNOWN_SEEN_SIZE, 0);
+pub static UNKNOWN_SEEN: LruHashMap<MacKey, u64> = LruHashMap::with_max_entries(UNKNOWN_SEEN_SIZE, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

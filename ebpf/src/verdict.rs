@@ -49,11 +49,7 @@ pub fn finish(ctx: &TcContext, f: &Facts<'_>, class: Class) -> i32 {
 fn drop_reason(dev: &DeviceEntry, class: Class, proto: u8) -> Option<u32> {
     if dev.flags & FLAG_QUARANTINE != 0 {
         let allowed = class == class::DHCP || class == class::DNS || proto == IPPROTO_ICMPV6;
-        return if allowed {
-            None
-        } else {
-            Some(reason::QUARANTINE)
-        };
+        return if allowed { None } else { Some(reason::QUARANTINE) };
     }
     if dev.blocked_classes & class::bit(class) != 0 {
         return Some(reason::BLOCKED_CLASS);

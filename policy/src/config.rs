@@ -32,10 +32,7 @@ pub struct Classifier {
 
 impl Default for Classifier {
     fn default() -> Self {
-        Classifier {
-            max_devices: moat_common::maps::MAX_DEVICES,
-            flow_table_size: moat_common::maps::FLOW_TABLE_SIZE,
-        }
+        Classifier { max_devices: moat_common::maps::MAX_DEVICES, flow_table_size: moat_common::maps::FLOW_TABLE_SIZE }
     }
 }
 
@@ -51,10 +48,7 @@ pub struct Policy {
 impl Policy {
     /// Names of the blocked classes, in class order.
     pub fn blocked_names(&self) -> Vec<&'static str> {
-        (0..class::COUNT as u8)
-            .filter(|c| self.blocked_classes & class::bit(*c) != 0)
-            .map(class::name)
-            .collect()
+        (0..class::COUNT as u8).filter(|c| self.blocked_classes & class::bit(*c) != 0).map(class::name).collect()
     }
 }
 
@@ -65,10 +59,7 @@ pub const INSECURE_CLASSES: [class::Class; 3] = [class::TELNET, class::FTP, clas
 /// The unknown-device policy when the config names none.
 pub fn builtin_unknown_policy() -> Policy {
     let blocked_classes = INSECURE_CLASSES.iter().fold(0, |m, c| m | class::bit(*c));
-    Policy {
-        blocked_classes,
-        quarantine: false,
-    }
+    Policy { blocked_classes, quarantine: false }
 }
 
 /// A known device.
@@ -125,9 +116,6 @@ impl Config {
 
     /// The policy of a device (validation guarantees it exists).
     pub fn policy_of(&self, device: &Device) -> Policy {
-        self.policies
-            .get(&device.policy)
-            .cloned()
-            .unwrap_or_default()
+        self.policies.get(&device.policy).cloned().unwrap_or_default()
     }
 }

@@ -15,11 +15,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )?;
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
@@ -52,10 +48,7 @@ pub(crate) struct Source<'a> {
 
 impl<'a> Source<'a> {
     pub fn new(file: &Path, text: &'a str) -> Self {
-        Self {
-            file: file.display().to_string(),
-            text,
-        }
+        Self { file: file.display().to_string(), text }
     }
 
     /// 1-based (line, column) of a byte offset; columns count characters.
@@ -68,20 +61,9 @@ impl<'a> Source<'a> {
         (line, col)
     }
 
-    pub fn at(
-        &self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> Diagnostic {
+    pub fn at(&self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
         let (line, col) = self.line_col(span.start);
-        Diagnostic {
-            file: self.file.clone(),
-            line,
-            col,
-            message: message.into(),
-            hint,
-        }
+        Diagnostic { file: self.file.clone(), line, col, message: message.into(), hint }
     }
 }
 
@@ -91,10 +73,7 @@ mod tests {
 
     #[test]
     fn line_col_counts_from_one() {
-        let s = Source {
-            file: "f".into(),
-            text: "ab\ncdé\nx",
-        };
+        let s = Source { file: "f".into(), text: "ab\ncdé\nx" };
         assert_eq!(s.line_col(0), (1, 1));
         assert_eq!(s.line_col(3), (2, 1));
         assert_eq!(s.line_col(7), (2, 4)); // after the two-byte 'é'

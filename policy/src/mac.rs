@@ -77,14 +77,8 @@ mod tests {
         ] {
             assert_eq!(bad.parse::<MacAddr>(), Err(MacError::Syntax), "{bad}");
         }
-        assert_eq!(
-            "ff:ff:ff:ff:ff:ff".parse::<MacAddr>(),
-            Err(MacError::Multicast)
-        );
-        assert_eq!(
-            "01:00:5e:00:00:01".parse::<MacAddr>(),
-            Err(MacError::Multicast)
-        );
+        assert_eq!("ff:ff:ff:ff:ff:ff".parse::<MacAddr>(), Err(MacError::Multicast));
+        assert_eq!("01:00:5e:00:00:01".parse::<MacAddr>(), Err(MacError::Multicast));
         assert_eq!("00:00:00:00:00:00".parse::<MacAddr>(), Err(MacError::Zero));
     }
 }

@@ -19,17 +19,10 @@ pub fn ruleset(cfg: &Config) -> String {
     let _ = writeln!(s, "delete table {TABLE}");
     let _ = writeln!(s, "table {TABLE} {{");
     let _ = writeln!(s, "\tchain forward {{");
-    let _ = writeln!(
-        s,
-        "\t\ttype filter hook forward priority filter; policy accept;"
-    );
+    let _ = writeln!(s, "\t\ttype filter hook forward priority filter; policy accept;");
     let _ = writeln!(s, "\t\tct state established,related accept");
     let _ = writeln!(s, "\t\tct state invalid counter drop comment \"invalid\"");
-    let _ = writeln!(
-        s,
-        "\t\tiifname {} ct state new counter drop comment \"wan-inbound\"",
-        quote(&cfg.gateway.wan)
-    );
+    let _ = writeln!(s, "\t\tiifname {} ct state new counter drop comment \"wan-inbound\"", quote(&cfg.gateway.wan));
     let _ = writeln!(s, "\t}}");
     let _ = writeln!(s, "}}");
     s

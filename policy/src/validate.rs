@@ -30,21 +30,13 @@ impl Checker<'_> {
 }
 
 pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagnostics> {
-    let mut c = Checker {
-        src,
-        errors: Vec::new(),
-    };
+    let mut c = Checker { src, errors: Vec::new() };
     let policies = policies(&mut c, &raw.policies);
     let gateway = gateway(&mut c, &raw.gateway, &policies);
     let classifier = classifier(&mut c, raw.classifier.as_ref());
     let devices = devices(&mut c, &raw.devices, &policies, classifier.max_devices);
     if c.errors.is_empty() {
-        Ok(Config {
-            gateway,
-            classifier,
-            policies,
-            devices,
-        })
+        Ok(Config { gateway, classifier, policies, devices })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))
@@ -54,27 +46,16 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
 fn ifname(c: &mut Checker<'_>, key: &str, v: &Spanned<String>) {
     let name = v.get_ref();
     let ok_char = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '@');
-    if name.is_empty()
-        || name.len() > MAX_IFNAME
-        || !name.chars().all(ok_char)
-        || name == "."
-        || name == ".."
-    {
+    if name.is_empty() || name.len() > MAX_IFNAME || !name.chars().all(ok_char) || name == "." || name == ".." {
         c.err(
             v,
             format!("`{key}` = {name:?} is not a valid interface name"),
-            Some(format!(
-                "1 to {MAX_IFNAME} characters of A-Z a-z 0-9 - _ . @ (e.g. \"br-lan\")"
-            )),
+            Some(format!("1 to {MAX_IFNAME} characters of A-Z a-z 0-9 - _ . @ (e.g. \"br-lan\")")),
         );
     }
 }
 
-fn gateway(
-    c: &mut Checker<'_>,
-    g: &Spanned<RawGateway>,
-    policies: &BTreeMap<String, Policy>,
-) -> Gateway {
+fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<String, Policy>) -> Gateway {
     let raw = g.get_ref();
     ifname(c, "lan", &raw.lan);
     ifname(c, "wan", &raw.wan);
@@ -91,18 +72,12 @@ fn gateway(
     Gateway {
         lan: raw.lan.get_ref().clone(),
         wan: raw.wan.get_ref().clone(),
-        run_dir: raw
-            .run_dir
-            .clone()
-            .unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
+        run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
         unknown_policy: raw.unknown_policy.as_ref().map(|p| p.get_ref().clone()),
     }
 }
 
-fn policies(
-    c: &mut Checker<'_>,
-    raw: &BTreeMap<Spanned<String>, RawPolicy>,
-) -> BTreeMap<String, Policy> {
+fn policies(c: &mut Checker<'_>, raw: &BTreeMap<Spanned<String>, RawPolicy>) -> BTreeMap<String, Policy> {
     let mut out = BTreeMap::new();
     for (name, p) in raw {
         check_name(c, name, "policy");
@@ -117,34 +92,19 @@ fn policies(
                 ),
             }
         }
-        out.insert(
-            name.get_ref().clone(),
-            Policy {
-                blocked_classes: blocked,
-                quarantine: p.quarantine,
-            },
-        );
+        out.insert(name.get_ref().clone(), Policy { blocked_classes: blocked, quarantine: p.quarantine });
     }
     out
 }
 
 fn blockable_classes() -> String {
-    class::NAMES
-        .iter()
-        .filter(|n| **n != "other")
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ")
+    class::NAMES.iter().filter(|n| **n != "other").copied().collect::<Vec<_>>().join(", ")
 }
 
 fn check_name(c: &mut Checker<'_>, name: &Spanned<String>, what: &str) {
     let n = name.get_ref();
     if n.is_empty() || n.len() > MAX_NAME || n.chars().any(char::is_control) {
-        c.err(
-            name,
-            format!("{what} name {n:?} must be 1 to {MAX_NAME} printable characters"),
-            None,
-        );
+        c.err(name, format!("{what} name {n:?} must be 1 to {MAX_NAME} printable characters"), None);
     }
 }
 
@@ -165,21 +125,11 @@ const DEVICES_RANGE: (i64, i64) = (2, 1 << 20);
 /// Flow table: small routers to big hubs.
 const FLOWS_RANGE: (i64, i64) = (256, 1 << 22);
 
-fn bounded(
-    c: &mut Checker<'_>,
-    v: Option<&Spanned<i64>>,
-    key: &str,
-    (lo, hi): (i64, i64),
-    default: u32,
-) -> u32 {
+fn bounded(c: &mut Checker<'_>, v: Option<&Spanned<i64>>, key: &str, (lo, hi): (i64, i64), default: u32) -> u32 {
     let Some(v) = v else { return default };
     let n = *v.get_ref();
     if n < lo || n > hi {
-        c.err(
-            v,
-            format!("`{key}` = {n} is out of range"),
-            Some(format!("between {lo} and {hi}")),
-        );
+        c.err(v, format!("`{key}` = {n} is out of range"), Some(format!("between {lo} and {hi}")));
         return default;
     }
     u32::try_from(n).unwrap_or(default)
@@ -191,20 +141,8 @@ fn classifier(c: &mut Checker<'_>, raw: Option<&Spanned<RawClassifier>>) -> Clas
         return d;
     };
     Classifier {
-        max_devices: bounded(
-            c,
-            raw.max_devices.as_ref(),
-            "max_devices",
-            DEVICES_RANGE,
-            d.max_devices,
-        ),
-        flow_table_size: bounded(
-            c,
-            raw.flow_table_size.as_ref(),
-            "flow_table_size",
-            FLOWS_RANGE,
-            d.flow_table_size,
-        ),
+        max_devices: bounded(c, raw.max_devices.as_ref(), "max_devices", DEVICES_RANGE, d.max_devices),
+        flow_table_size: bounded(c, raw.flow_table_size.as_ref(), "flow_table_size", FLOWS_RANGE, d.flow_table_size),
     }
 }
 
@@ -255,18 +193,11 @@ fn devices(
             c.err(
                 &d.mac,
                 format!("duplicate MAC {mac}"),
-                Some(format!(
-                    "first used on line {line}; a MAC identifies one device"
-                )),
+                Some(format!("first used on line {line}; a MAC identifies one device")),
             );
         }
         let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        out.push(Device {
-            mac,
-            name: d.name.get_ref().clone(),
-            policy: d.policy.get_ref().clone(),
-            id,
-        });
+        out.push(Device { mac, name: d.name.get_ref().clone(), policy: d.policy.get_ref().clone(), id });
     }
     out
 }

@@ -14,8 +14,7 @@ fn golden(name: &str) {
     if std::env::var_os("MOAT_BLESS").is_some() {
         std::fs::write(&want_path, &got).unwrap();
     }
-    let want = std::fs::read_to_string(&want_path)
-        .unwrap_or_else(|e| panic!("{}: {e}", want_path.display()));
+    let want = std::fs::read_to_string(&want_path).unwrap_or_else(|e| panic!("{}: {e}", want_path.display()));
     assert_eq!(got, want, "ruleset for {name}.toml changed");
 }
 

@@ -57,20 +57,10 @@ fn good_config_is_modelled() {
     assert_eq!(cfg.devices.len(), 2);
     assert_eq!(cfg.devices[0].mac, MacAddr([2, 0x77, 0, 0, 0, 1]));
     assert_eq!(cfg.devices[1].mac, MacAddr([2, 0x77, 0, 0, 0, 2]));
-    assert_eq!(
-        (cfg.devices[0].id, cfg.devices[1].id),
-        (1, 2),
-        "ids are 1-based, 0 is unknown"
-    );
-    assert_eq!(
-        cfg.policy_of(&cfg.devices[0]).blocked_classes,
-        class::bit(class::TELNET)
-    );
+    assert_eq!((cfg.devices[0].id, cfg.devices[1].id), (1, 2), "ids are 1-based, 0 is unknown");
+    assert_eq!(cfg.policy_of(&cfg.devices[0]).blocked_classes, class::bit(class::TELNET));
     assert_eq!(cfg.policy_of(&cfg.devices[1]).blocked_classes, 0);
-    assert_eq!(
-        cfg.unknown_policy().blocked_classes,
-        class::bit(class::TELNET)
-    );
+    assert_eq!(cfg.unknown_policy().blocked_classes, class::bit(class::TELNET));
 }
 
 #[test]
@@ -79,19 +69,9 @@ fn unknown_policy_defaults_to_blocking_telnet() {
     let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.gateway.unknown_policy, None);
     let insecure = class::bit(class::TELNET) | class::bit(class::FTP) | class::bit(class::MQTT);
-    assert_eq!(
-        cfg.unknown_policy().blocked_classes,
-        insecure,
-        "built-in: telnet, ftp, mqtt"
-    );
-    let open = GOOD.replace(
-        "\"quarantine\"\n\n[policies.camera]",
-        "\"open\"\n\n[policies.camera]",
-    );
-    assert_eq!(
-        parse(&open).map(|c| c.unknown_policy().blocked_classes),
-        Ok(0)
-    );
+    assert_eq!(cfg.unknown_policy().blocked_classes, insecure, "built-in: telnet, ftp, mqtt");
+    let open = GOOD.replace("\"quarantine\"\n\n[policies.camera]", "\"open\"\n\n[policies.camera]");
+    assert_eq!(parse(&open).map(|c| c.unknown_policy().blocked_classes), Ok(0));
 }
 
 #[test]
@@ -102,17 +82,9 @@ fn unknown_key_is_located() {
         "5:1: unknown field `lna`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`"
     );
     let text = GOOD.replace("name = \"camera\"", "name = \"camera\"\ncolour = \"red\"");
-    assert!(
-        only_error(&text).starts_with("18:1: unknown field `colour`"),
-        "{}",
-        only_error(&text)
-    );
+    assert!(only_error(&text).starts_with("18:1: unknown field `colour`"), "{}", only_error(&text));
     let text = format!("{GOOD}\n[extra]\nx = 1\n");
-    assert!(
-        only_error(&text).starts_with("25:2: unknown field `extra`"),
-        "{}",
-        only_error(&text)
-    );
+    assert!(only_error(&text).starts_with("25:2: unknown field `extra`"), "{}", only_error(&text));
 }
 
 #[test]
@@ -124,32 +96,17 @@ fn bad_mac_is_located_with_hint() {
     );
     let text = GOOD.replace("02:77:00:00:00:01", "ff:ff:ff:ff:ff:ff");
     assert!(only_error(&text).contains("multicast/broadcast"));
-    let err = parse(&GOOD.replace("02:77:00:00:00:01", "nope"))
-        .err()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
-    assert!(
-        err.contains("hint: write it like \"02:77:00:00:00:01\""),
-        "{err}"
-    );
+    let err = parse(&GOOD.replace("02:77:00:00:00:01", "nope")).err().map(|d| d.to_string()).unwrap_or_default();
+    assert!(err.contains("hint: write it like \"02:77:00:00:00:01\""), "{err}");
 }
 
 #[test]
 fn undefined_policy_is_located_with_the_defined_ones() {
     let text = GOOD.replace("policy = \"camera\"", "policy = \"camrea\"");
     assert_eq!(only_error(&text), "18:10: undefined policy \"camrea\"");
-    let err = parse(&text)
-        .err()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
-    assert!(
-        err.contains("hint: defined policies: camera, open, quarantine"),
-        "{err}"
-    );
-    let text = GOOD.replace(
-        "unknown_policy = \"quarantine\"",
-        "unknown_policy = \"nobody\"",
-    );
+    let err = parse(&text).err().map(|d| d.to_string()).unwrap_or_default();
+    assert!(err.contains("hint: defined policies: camera, open, quarantine"), "{err}");
+    let text = GOOD.replace("unknown_policy = \"quarantine\"", "unknown_policy = \"nobody\"");
     assert_eq!(only_error(&text), "5:18: undefined policy \"nobody\"");
 }
 
@@ -158,10 +115,7 @@ fn duplicate_mac_points_at_the_second_and_names_the_first() {
     // Same address, different spelling: still a duplicate.
     let text = GOOD.replace("02-77-00-00-00-02", "02-77-00-00-00-01");
     assert_eq!(only_error(&text), "21:7: duplicate MAC 02:77:00:00:00:01");
-    let err = parse(&text)
-        .err()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
+    let err = parse(&text).err().map(|d| d.to_string()).unwrap_or_default();
     assert!(err.contains("first used on line 16"), "{err}");
 }
 
@@ -169,30 +123,16 @@ fn duplicate_mac_points_at_the_second_and_names_the_first() {
 fn duplicate_name_unknown_class_and_same_interfaces() {
     let text = GOOD.replace("name = \"laptop\"", "name = \"camera\"");
     assert_eq!(only_error(&text), "22:8: duplicate device name \"camera\"");
-    let text = GOOD.replace(
-        "block = [\"telnet\"]\n\n[policies.quarantine]",
-        "block = [\"gopher\"]\n\n[policies.quarantine]",
-    );
-    assert_eq!(
-        only_error(&text),
-        "8:10: unknown traffic class \"gopher\" in `block`"
-    );
-    let text = GOOD.replace(
-        "block = [\"telnet\"]\n\n[policies.quarantine]",
-        "block = [\"other\"]\n\n[policies.quarantine]",
-    );
-    assert!(
-        only_error(&text).contains("unknown traffic class \"other\""),
-        "`other` is not blockable"
-    );
+    let text =
+        GOOD.replace("block = [\"telnet\"]\n\n[policies.quarantine]", "block = [\"gopher\"]\n\n[policies.quarantine]");
+    assert_eq!(only_error(&text), "8:10: unknown traffic class \"gopher\" in `block`");
+    let text =
+        GOOD.replace("block = [\"telnet\"]\n\n[policies.quarantine]", "block = [\"other\"]\n\n[policies.quarantine]");
+    assert!(only_error(&text).contains("unknown traffic class \"other\""), "`other` is not blockable");
     let text = GOOD.replace("wan = \"wan0\"", "wan = \"br-lan\"");
-    assert_eq!(
-        only_error(&text),
-        "4:7: `wan` is the same interface as `lan`"
-    );
+    assert_eq!(only_error(&text), "4:7: `wan` is the same interface as `lan`");
     let text = GOOD.replace("lan = \"br-lan\"", "lan = \"br lan; drop\"");
-    assert!(only_error(&text)
-        .starts_with("3:7: `lan` = \"br lan; drop\" is not a valid interface name"));
+    assert!(only_error(&text).starts_with("3:7: `lan` = \"br lan; drop\" is not a valid interface name"));
     let text = GOOD.replace("lan = \"br-lan\"", "lan = \"a-very-long-interface\"");
     assert!(only_error(&text).contains("not a valid interface name"));
 }
@@ -215,21 +155,11 @@ fn syntax_errors_and_missing_sections() {
     let text = "[gateway]\nlan = \"br-lan\"\n";
     assert!(only_error(text).contains("missing field `wan`"));
     let text = GOOD.replace("lan = \"br-lan\"", "lan = 7");
-    assert!(
-        only_error(&text).starts_with("3:7: invalid type"),
-        "{}",
-        only_error(&text)
-    );
+    assert!(only_error(&text).starts_with("3:7: invalid type"), "{}", only_error(&text));
 }
 
 #[test]
 fn missing_file_is_an_error_not_a_panic() {
-    let err = Config::load(Path::new("/nonexistent/moat.toml"))
-        .err()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
-    assert!(
-        err.starts_with("/nonexistent/moat.toml:0:0: cannot read config"),
-        "{err}"
-    );
+    let err = Config::load(Path::new("/nonexistent/moat.toml")).err().map(|d| d.to_string()).unwrap_or_default();
+    assert!(err.starts_with("/nonexistent/moat.toml:0:0: cannot read config"), "{err}");
 }

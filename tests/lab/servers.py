@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """The lab's "internet" servers: real TCP listeners, dual-stack, one thread each.
 
-Port 80 answers HTTP; every other port sends a telnet-style login banner.
-Each accepted connection is logged as `accept <port> <peer-ip>` (flushed), so
-tests can count what actually reached the internet.
-Usage: servers.py LOGFILE PORT [PORT ...]
+Port 80 answers HTTP; a port given as `tls:PORT` answers HTTPS with the
+certificate in CERTDIR (cert.pem, key.pem); every other port sends a
+telnet-style negotiation and login banner. Each accepted connection is logged
+as `accept <port> <peer-ip>` (flushed), so tests can count what actually
+reached the internet.
+Usage: servers.py LOGFILE CERTDIR PORT|tls:PORT [...]
 """
+import os
 import socket
+import ssl
 import sys
 import threading
+
+HTTP_REPLY = (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
+              b"Content-Length: 9\r\n\r\nmoat-lab\n")
 
 LOG_LOCK = threading.Lock()
 
@@ -19,13 +26,16 @@ def log(fh, line):
         fh.flush()
 
 
-def handle(conn, port):
+def handle(conn, port, tls):
     try:
         conn.settimeout(5)
-        if port == 80:
+        if tls is not None:
+            conn = tls.wrap_socket(conn, server_side=True)
             conn.recv(4096)
-            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
-                         b"Content-Length: 9\r\n\r\nmoat-lab\n")
+            conn.sendall(HTTP_REPLY)
+        elif port == 80:
+            conn.recv(4096)
+            conn.sendall(HTTP_REPLY)
         else:
             conn.sendall(b"\xff\xfd\x18login: ")
     except OSError:
@@ -43,19 +53,25 @@ def listen(port):
     return s
 
 
-def serve(s, port, fh):
+def serve(s, port, tls, fh):
     while True:
         conn, peer = s.accept()
         ip = peer[0].removeprefix("::ffff:")
         log(fh, f"accept {port} {ip}")
-        threading.Thread(target=handle, args=(conn, port), daemon=True).start()
+        threading.Thread(target=handle, args=(conn, port, tls), daemon=True).start()
 
 
 def main():
     fh = open(sys.argv[1], "a", encoding="ascii")
-    ports = [int(p) for p in sys.argv[2:]]
-    socks = [(listen(p), p) for p in ports]  # bound before "ready" is logged
-    threads = [threading.Thread(target=serve, args=(s, p, fh), daemon=True) for s, p in socks]
+    certdir = sys.argv[2]
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(os.path.join(certdir, "cert.pem"), os.path.join(certdir, "key.pem"))
+    specs = []
+    for arg in sys.argv[3:]:
+        is_tls = arg.startswith("tls:")
+        specs.append((int(arg.removeprefix("tls:")), tls if is_tls else None))
+    socks = [(listen(p), p, t) for p, t in specs]  # bound before "ready" is logged
+    threads = [threading.Thread(target=serve, args=(s, p, t, fh), daemon=True) for s, p, t in socks]
     for t in threads:
         t.start()
     log(fh, "ready")

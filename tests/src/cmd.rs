@@ -23,11 +23,7 @@ pub fn output(ns: Option<&str>, args: &[&str]) -> Result<Output> {
 pub fn run(ns: Option<&str>, args: &[&str]) -> Result<String> {
     let out = output(ns, args)?;
     if !out.status.success() {
-        bail!(
-            "{args:?} in {ns:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{args:?} in {ns:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -41,10 +37,6 @@ pub fn sh(ns: &str, script: &str) -> Result<String> {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }

@@ -16,9 +16,7 @@ pub const PSH_ACK: u8 = 0x18;
 pub const DEV_V4: [u8; 4] = [10, 77, 0, 10];
 pub const REMOTE_V4: [u8; 4] = [198, 51, 100, 10];
 pub const DEV_V6: [u8; 16] = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
-pub const REMOTE_V6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-];
+pub const REMOTE_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
 
 /// Ethernet header.
 pub fn eth_hdr(dst: [u8; 6], src: [u8; 6], ethertype: u16) -> Vec<u8> {
@@ -154,28 +152,12 @@ pub fn flow_frame(
     remote_port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let (sport, dport) = if way == Way::Out {
-        (dev_port, remote_port)
-    } else {
-        (remote_port, dev_port)
-    };
-    let l4 = if proto == TCP {
-        tcp_seg(sport, dport, PSH_ACK, payload)
-    } else {
-        udp_dgram(sport, dport, payload)
-    };
-    let (dst_mac, src_mac) = if way == Way::Out {
-        (GW_MAC, dev)
-    } else {
-        (dev, GW_MAC)
-    };
+    let (sport, dport) = if way == Way::Out { (dev_port, remote_port) } else { (remote_port, dev_port) };
+    let l4 = if proto == TCP { tcp_seg(sport, dport, PSH_ACK, payload) } else { udp_dgram(sport, dport, payload) };
+    let (dst_mac, src_mac) = if way == Way::Out { (GW_MAC, dev) } else { (dev, GW_MAC) };
     match net {
         Net::V4 | Net::V4Vlan => {
-            let (s, d) = if way == Way::Out {
-                (DEV_V4, REMOTE_V4)
-            } else {
-                (REMOTE_V4, DEV_V4)
-            };
+            let (s, d) = if way == Way::Out { (DEV_V4, REMOTE_V4) } else { (REMOTE_V4, DEV_V4) };
             let mut f = if net == Net::V4Vlan {
                 let mut f = eth_hdr(dst_mac, src_mac, ETH_P_8021Q);
                 f.extend_from_slice(&7u16.to_be_bytes());
@@ -188,11 +170,7 @@ pub fn flow_frame(
             f
         }
         Net::V6 => {
-            let (s, d) = if way == Way::Out {
-                (DEV_V6, REMOTE_V6)
-            } else {
-                (REMOTE_V6, DEV_V6)
-            };
+            let (s, d) = if way == Way::Out { (DEV_V6, REMOTE_V6) } else { (REMOTE_V6, DEV_V6) };
             let mut f = eth_hdr(dst_mac, src_mac, ETH_P_IPV6);
             f.extend(ip6(s, d, proto, &l4));
             f

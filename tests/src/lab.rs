@@ -26,8 +26,9 @@ pub const GW_V4: &str = "10.77.0.1";
 pub const GW_V6: &str = "fd77::1";
 pub const INTERNET_V4: &str = "198.51.100.10";
 pub const INTERNET_V6: &str = "2001:db8:1::10";
-/// Ports the internet host listens on: HTTP and telnet-like banners.
-pub const SERVER_PORTS: [u16; 4] = [80, 23, 2323, 8023];
+/// Ports the internet host listens on: HTTP, telnet-like banners (23, 2323,
+/// 8023) and HTTPS (443, and 1883: TLS on the MQTT port).
+pub const SERVER_PORTS: [&str; 6] = ["80", "23", "2323", "8023", "tls:443", "tls:1883"];
 const NS_PREFIX: &str = "moat-";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -60,11 +61,7 @@ impl Lab {
             bail!("lab tests need root (network namespaces, eBPF, nftables): run scripts/test as root");
         }
         reap_stale();
-        let id = format!(
-            "{NS_PREFIX}{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
+        let id = format!("{NS_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir)?;
         let mut lab = Lab {
@@ -77,9 +74,7 @@ impl Lab {
         };
         lab.build_core().context("building gateway and internet")?;
         for (i, mac) in macs.iter().enumerate() {
-            let dev = lab
-                .add_device(i, mac)
-                .with_context(|| format!("adding device {i}"))?;
+            let dev = lab.add_device(i, mac).with_context(|| format!("adding device {i}"))?;
             lab.devices.push(dev);
         }
         lab.start_servers()?;
@@ -92,13 +87,7 @@ impl Lab {
             sh(ns, "ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0")?;
         }
         let (gw, inet) = (self.gw.as_str(), self.inet.as_str());
-        run(
-            None,
-            &[
-                "ip", "-n", gw, "link", "add", WAN_IF, "type", "veth", "peer", "name", "eth0",
-                "netns", inet,
-            ],
-        )?;
+        run(None, &["ip", "-n", gw, "link", "add", WAN_IF, "type", "veth", "peer", "name", "eth0", "netns", inet])?;
         sh(
             gw,
             &format!(
@@ -140,15 +129,9 @@ impl Lab {
         let port = format!("lan{i}");
         run(
             None,
-            &[
-                "ip", "-n", &self.gw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &dev.ns,
-            ],
+            &["ip", "-n", &self.gw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &dev.ns],
         )?;
-        sh(
-            &self.gw,
-            &format!("ip link set {port} master {LAN_IF} && ip link set {port} up"),
-        )?;
+        sh(&self.gw, &format!("ip link set {port} master {LAN_IF} && ip link set {port} up"))?;
         sh(
             &dev.ns,
             &format!(
@@ -169,21 +152,21 @@ impl Lab {
     fn start_servers(&mut self) -> Result<()> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/servers.py");
         let log = self.server_log();
-        let mut args = vec![
-            "python3".to_string(),
-            script.display().to_string(),
-            log.display().to_string(),
-        ];
-        args.extend(SERVER_PORTS.iter().map(u16::to_string));
+        let dir = self.dir.display().to_string();
+        // A throwaway self-signed certificate for the lab's TLS ports.
+        let (key, cert) = (format!("{dir}/key.pem"), format!("{dir}/cert.pem"));
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let openssl = [&["openssl", "req", "-x509"][..], &ec, &["-nodes", "-days", "1", "-subj", "/CN=internet.lab"]];
+        let mut req: Vec<&str> = openssl.concat();
+        req.extend(["-keyout", &key, "-out", &cert]);
+        cmd::run(None, &req)?;
+        let mut args = vec!["python3".to_string(), script.display().to_string(), log.display().to_string(), dir];
+        args.extend(SERVER_PORTS.iter().map(|p| p.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let inet = self.inet.clone();
         self.spawn(&inet, &refs, "servers")?;
-        wait_for(Duration::from_secs(10), || {
-            Ok(std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("ready"))
-        })
-        .context("internet servers did not start")
+        wait_for(Duration::from_secs(10), || Ok(std::fs::read_to_string(&log).unwrap_or_default().contains("ready")))
+            .context("internet servers did not start")
     }
 
     /// Path of the servers' accept log.
@@ -194,11 +177,7 @@ impl Lab {
     /// Connections the internet servers accepted on `port` from `peer_ip`.
     pub fn accepted(&self, port: u16, peer_ip: &str) -> usize {
         let want = format!("accept {port} {peer_ip}");
-        std::fs::read_to_string(self.server_log())
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| *l == want)
-            .count()
+        std::fs::read_to_string(self.server_log()).unwrap_or_default().lines().filter(|l| *l == want).count()
     }
 
     /// Starts a long-running process in `ns`, its output to `<dir>/<name>.log`;
@@ -221,33 +200,15 @@ impl Lab {
     /// Pins both neighbour entries between a device and the gateway, so no ARP
     /// traffic mixes with what a test counts.
     pub fn static_neighbours(&self, dev: &LabDevice) -> Result<()> {
-        let gw_mac = run(
-            Some(&self.gw),
-            &["cat", &format!("/sys/class/net/{LAN_IF}/address")],
-        )?;
-        sh(
-            &dev.ns,
-            &format!(
-                "ip neigh replace {GW_V4} lladdr {} dev eth0 nud permanent",
-                gw_mac.trim()
-            ),
-        )?;
-        sh(
-            &self.gw,
-            &format!(
-                "ip neigh replace {} lladdr {} dev {LAN_IF} nud permanent",
-                dev.ipv4, dev.mac
-            ),
-        )?;
+        let gw_mac = run(Some(&self.gw), &["cat", &format!("/sys/class/net/{LAN_IF}/address")])?;
+        sh(&dev.ns, &format!("ip neigh replace {GW_V4} lladdr {} dev eth0 nud permanent", gw_mac.trim()))?;
+        sh(&self.gw, &format!("ip neigh replace {} lladdr {} dev {LAN_IF} nud permanent", dev.ipv4, dev.mac))?;
         Ok(())
     }
 
     /// Frames the device has transmitted on its interface.
     pub fn tx_packets(&self, dev: &LabDevice) -> Result<u64> {
-        let s = run(
-            Some(&dev.ns),
-            &["cat", "/sys/class/net/eth0/statistics/tx_packets"],
-        )?;
+        let s = run(Some(&dev.ns), &["cat", "/sys/class/net/eth0/statistics/tx_packets"])?;
         s.trim().parse().context("parsing tx_packets")
     }
 }
@@ -274,10 +235,7 @@ impl Drop for Lab {
         }
         // Every namespace this lab made carries its id, whatever a test did to `devices`.
         let mine = format!("{}-", self.id);
-        for ns in lab_namespaces()
-            .into_iter()
-            .filter(|ns| ns.starts_with(&mine))
-        {
+        for ns in lab_namespaces().into_iter().filter(|ns| ns.starts_with(&mine)) {
             delete_ns(&ns);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -296,8 +254,7 @@ fn delete_ns(ns: &str) {
 
 /// Lab namespaces whose creating process no longer exists.
 pub fn stale_namespaces() -> Vec<String> {
-    let list = cmd::output(None, &["ip", "netns", "list"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let list = cmd::output(None, &["ip", "netns", "list"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     list.unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -318,8 +275,7 @@ pub fn reap_stale() {
 
 /// All lab namespaces present, stale or not.
 pub fn lab_namespaces() -> Vec<String> {
-    let list = cmd::output(None, &["ip", "netns", "list"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let list = cmd::output(None, &["ip", "netns", "list"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     list.unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())

@@ -22,7 +22,10 @@ pub fn binary() -> Result<PathBuf> {
     let found = candidates.clone().find(|p| p.is_file());
     found.with_context(|| {
         let tried: Vec<String> = candidates.map(|p| p.display().to_string()).collect();
-        format!("moat binary not found (tried {}): build it first (cargo build -p moat) or set MOAT_BIN", tried.join(", "))
+        format!(
+            "moat binary not found (tried {}): build it first (cargo build -p moat) or set MOAT_BIN",
+            tried.join(", ")
+        )
     })
 }
 
@@ -41,10 +44,7 @@ impl Moat {
     pub fn start(lab: &Lab, config: &str) -> Result<Self> {
         let run_dir = lab.dir.join("run");
         let config_path = lab.dir.join("moat.toml");
-        std::fs::write(
-            &config_path,
-            config.replace("@RUN_DIR@", &run_dir.display().to_string()),
-        )?;
+        std::fs::write(&config_path, config.replace("@RUN_DIR@", &run_dir.display().to_string()))?;
         let log = lab.dir.join("moat.log");
         let child = Command::new("ip")
             .args(["netns", "exec", &lab.gw])
@@ -57,19 +57,10 @@ impl Moat {
             .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .context("starting moat")?;
-        let mut moat = Moat {
-            child: Some(child),
-            config: config_path,
-            run_dir,
-            log,
-        };
+        let mut moat = Moat { child: Some(child), config: config_path, run_dir, log };
         let status_file = moat.run_dir.join("status.json");
         let ready = wait_for(Duration::from_secs(20), || {
-            if let Some(code) = moat
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(code) = moat.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("moat exited early ({code}): {}", moat.log_text());
             }
             Ok(status_file.exists())
@@ -88,10 +79,7 @@ impl Moat {
 
     /// Asks for a fresh status snapshot (SIGUSR1) and returns it.
     pub fn status(&self) -> Result<Value> {
-        let before = self
-            .read_status()
-            .map(|v| v["seq"].as_u64().unwrap_or(0))
-            .unwrap_or(0);
+        let before = self.read_status().map(|v| v["seq"].as_u64().unwrap_or(0)).unwrap_or(0);
         let pid = self.pid().context("moat is not running")?;
         crate::cmd::run(None, &["kill", "-USR1", &pid.to_string()])?;
         let mut latest = Value::Null;
@@ -141,16 +129,17 @@ pub fn device<'a>(status: &'a Value, name: &str) -> Result<&'a Value> {
         .with_context(|| format!("device {name:?} not in status: {status}"))
 }
 
-/// A counter of a device entry.
+/// A top-level counter of a device entry (e.g. `dropped_packets`).
 pub fn counter(dev: &Value, key: &str) -> u64 {
     dev[key].as_u64().unwrap_or(0)
 }
 
+/// Packets or bytes (`what`) a device sent (`from_device`) or received (`to_device`).
+pub fn traffic(dev: &Value, direction: &str, what: &str) -> u64 {
+    dev["total"][direction][what].as_u64().unwrap_or(0)
+}
+
 /// The lab config: the lab's interfaces and the given policy/device tables.
 pub fn lab_config(tables: &str) -> String {
-    format!(
-        "[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}",
-        lab::LAN_IF,
-        lab::WAN_IF
-    )
+    format!("[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}", lab::LAN_IF, lab::WAN_IF)
 }

@@ -34,9 +34,7 @@ const STRANGER: [u8; 6] = [0x02, 0x99, 0, 0, 0, 9];
 const SKB_CTX: usize = 192;
 
 fn config(unknown_policy: Option<&str>) -> Config {
-    let unknown = unknown_policy
-        .map(|p| format!("unknown_policy = \"{p}\"\n"))
-        .unwrap_or_default();
+    let unknown = unknown_policy.map(|p| format!("unknown_policy = \"{p}\"\n")).unwrap_or_default();
     let text = format!(
         "[gateway]\nlan = \"br-lan\"\nwan = \"wan0\"\n{unknown}
 [policies.camera]\nblock = [\"telnet\", \"mqtt\"]\n[policies.open]\nblock = []\n[policies.jail]\nquarantine = true\n
@@ -44,8 +42,7 @@ fn config(unknown_policy: Option<&str>) -> Config {
 [[devices]]\nmac = \"02:77:00:00:00:02\"\nname = \"laptop\"\npolicy = \"open\"
 [[devices]]\nmac = \"02:77:00:00:00:03\"\nname = \"suspect\"\npolicy = \"jail\"\n"
     );
-    Config::parse(Path::new("test.toml"), &text)
-        .unwrap_or_else(|e| panic!("test config invalid: {e}"))
+    Config::parse(Path::new("test.toml"), &text).unwrap_or_else(|e| panic!("test config invalid: {e}"))
 }
 
 struct Lab {
@@ -54,14 +51,9 @@ struct Lab {
 }
 
 fn kernel(cfg: &Config) -> Lab {
-    assert!(
-        moat_tests::cmd::is_root(),
-        "classifier tests need root (CAP_BPF): run scripts/test as root"
-    );
-    let mut k = Kernel::load(Limits::from_config(cfg))
-        .unwrap_or_else(|e| panic!("loading classifier: {e}"));
-    k.sync_devices(cfg)
-        .unwrap_or_else(|e| panic!("filling maps: {e}"));
+    assert!(moat_tests::cmd::is_root(), "classifier tests need root (CAP_BPF): run scripts/test as root");
+    let mut k = Kernel::load(Limits::from_config(cfg)).unwrap_or_else(|e| panic!("loading classifier: {e}"));
+    k.sync_devices(cfg).unwrap_or_else(|e| panic!("filling maps: {e}"));
     let ring = k.take_events().expect("event ring");
     Lab { k, ring }
 }
@@ -78,13 +70,8 @@ impl Lab {
             ctx_out: Some(&mut ctx),
             ..Default::default()
         };
-        let r = p
-            .test_run(opts)
-            .unwrap_or_else(|e| panic!("test run of {} byte frame: {e:?}", frame.len()));
-        (
-            r.return_value,
-            u32::from_ne_bytes([ctx[8], ctx[9], ctx[10], ctx[11]]),
-        )
+        let r = p.test_run(opts).unwrap_or_else(|e| panic!("test run of {} byte frame: {e:?}", frame.len()));
+        (r.return_value, u32::from_ne_bytes([ctx[8], ctx[9], ctx[10], ctx[11]]))
     }
 
     fn out(&mut self, frame: &[u8]) -> u32 {
@@ -92,14 +79,7 @@ impl Lab {
     }
 
     fn way(&mut self, way: Way, frame: &[u8]) -> (u32, u32) {
-        self.run(
-            if way == Way::Out {
-                PROG_INGRESS
-            } else {
-                PROG_EGRESS
-            },
-            frame,
-        )
+        self.run(if way == Way::Out { PROG_INGRESS } else { PROG_EGRESS }, frame)
     }
 
     fn stats(&self, id: u32) -> moat_common::DeviceStats {
@@ -127,32 +107,14 @@ impl Lab {
 
 // ---- payload samples -------------------------------------------------------
 
-const CLIENT_HELLO: &[u8] = &[
-    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0, 0, 0, 0,
-];
-const MQTT_CONNECT: &[u8] = &[
-    0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0, 4, b'c', b'a', b'm',
-    b'1',
-];
-const TELNET_IAC: &[u8] = &[
-    0xff, 0xfd, 0x18, 0xff, 0xfd, 0x20, b'l', b'o', b'g', b'i', b'n', b':', b' ',
-];
+const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0, 0, 0, 0];
+const MQTT_CONNECT: &[u8] =
+    &[0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0, 4, b'c', b'a', b'm', b'1'];
+const TELNET_IAC: &[u8] = &[0xff, 0xfd, 0x18, 0xff, 0xfd, 0x20, b'l', b'o', b'g', b'i', b'n', b':', b' '];
 
 fn dns_message(response: bool) -> Vec<u8> {
-    let mut q = vec![
-        0x12,
-        0x34,
-        if response { 0x81 } else { 0x01 },
-        0x80,
-        0x00,
-        0x01,
-        0,
-        u8::from(response),
-        0,
-        0,
-        0,
-        0,
-    ];
+    let mut q =
+        vec![0x12, 0x34, if response { 0x81 } else { 0x01 }, 0x80, 0x00, 0x01, 0, u8::from(response), 0, 0, 0, 0];
     q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
     if response {
         q.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, 10]);
@@ -179,105 +141,17 @@ fn corpus() -> Vec<(&'static str, u8, u16, u16, Way, Vec<u8>, Class)> {
     let mut quic = vec![0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8];
     quic.resize(1200, 0);
     vec![
-        (
-            "tls on 1883",
-            TCP,
-            40001,
-            1883,
-            Way::Out,
-            CLIENT_HELLO.to_vec(),
-            class::TLS,
-        ),
-        (
-            "tls on 443",
-            TCP,
-            40002,
-            443,
-            Way::Out,
-            CLIENT_HELLO.to_vec(),
-            class::TLS,
-        ),
-        (
-            "mqtt on 443",
-            TCP,
-            40003,
-            443,
-            Way::Out,
-            MQTT_CONNECT.to_vec(),
-            class::MQTT,
-        ),
-        (
-            "mqtt on 1883",
-            TCP,
-            40004,
-            1883,
-            Way::Out,
-            MQTT_CONNECT.to_vec(),
-            class::MQTT,
-        ),
-        (
-            "telnet on 8023 (server speaks first)",
-            TCP,
-            40005,
-            8023,
-            Way::In,
-            TELNET_IAC.to_vec(),
-            class::TELNET,
-        ),
-        (
-            "http on 8080",
-            TCP,
-            40006,
-            8080,
-            Way::Out,
-            b"GET /status HTTP/1.1\r\n".to_vec(),
-            class::HTTP,
-        ),
-        (
-            "ftp banner on 2121",
-            TCP,
-            40007,
-            2121,
-            Way::In,
-            b"220 FTP server ready\r\n".to_vec(),
-            class::FTP,
-        ),
-        (
-            "ssh on 2222",
-            TCP,
-            40008,
-            2222,
-            Way::In,
-            b"SSH-2.0-dropbear_2022\r\n".to_vec(),
-            class::SSH,
-        ),
-        (
-            "rtsp on 8554",
-            TCP,
-            40009,
-            8554,
-            Way::Out,
-            b"OPTIONS rtsp://cam/ RTSP/1.0\r\n".to_vec(),
-            class::RTSP,
-        ),
-        (
-            "dns query",
-            UDP,
-            40010,
-            53,
-            Way::Out,
-            dns_message(false),
-            class::DNS,
-        ),
-        (
-            "dhcp discover",
-            UDP,
-            68,
-            67,
-            Way::Out,
-            dhcp_discover(),
-            class::DHCP,
-        ),
+        ("tls on 1883", TCP, 40001, 1883, Way::Out, CLIENT_HELLO.to_vec(), class::TLS),
+        ("tls on 443", TCP, 40002, 443, Way::Out, CLIENT_HELLO.to_vec(), class::TLS),
+        ("mqtt on 443", TCP, 40003, 443, Way::Out, MQTT_CONNECT.to_vec(), class::MQTT),
+        ("mqtt on 1883", TCP, 40004, 1883, Way::Out, MQTT_CONNECT.to_vec(), class::MQTT),
+        ("telnet on 8023 (server speaks first)", TCP, 40005, 8023, Way::In, TELNET_IAC.to_vec(), class::TELNET),
+        ("http on 8080", TCP, 40006, 8080, Way::Out, b"GET /status HTTP/1.1\r\n".to_vec(), class::HTTP),
+        ("ftp banner on 2121", TCP, 40007, 2121, Way::In, b"220 FTP server ready\r\n".to_vec(), class::FTP),
+        ("ssh on 2222", TCP, 40008, 2222, Way::In, b"SSH-2.0-dropbear_2022\r\n".to_vec(), class::SSH),
+        ("rtsp on 8554", TCP, 40009, 8554, Way::Out, b"OPTIONS rtsp://cam/ RTSP/1.0\r\n".to_vec(), class::RTSP),
+        ("dns query", UDP, 40010, 53, Way::Out, dns_message(false), class::DNS),
+        ("dhcp discover", UDP, 68, 67, Way::Out, dhcp_discover(), class::DHCP),
         ("ntp", UDP, 40011, 123, Way::Out, ntp, class::NTP),
         (
             "ssdp",
@@ -288,25 +162,9 @@ fn corpus() -> Vec<(&'static str, u8, u16, u16, Way, Vec<u8>, Class)> {
             b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\n".to_vec(),
             class::SSDP,
         ),
-        (
-            "mdns",
-            UDP,
-            5353,
-            5353,
-            Way::Out,
-            dns_message(false),
-            class::MDNS,
-        ),
+        ("mdns", UDP, 5353, 5353, Way::Out, dns_message(false), class::MDNS),
         ("quic", UDP, 40013, 443, Way::Out, quic, class::QUIC),
-        (
-            "unrecognised tcp",
-            TCP,
-            40014,
-            9000,
-            Way::Out,
-            b"\x00\x01binary".to_vec(),
-            class::OTHER,
-        ),
+        ("unrecognised tcp", TCP, 40014, 9000, Way::Out, b"\x00\x01binary".to_vec(), class::OTHER),
     ]
 }
 
@@ -318,48 +176,24 @@ fn every_class_is_recognised_from_payload_in_both_families_and_vlan() {
         for (name, proto, dport, rport, first, payload, want) in corpus() {
             let f = flow_frame(ALLOWER, first, net, proto, dport, rport, &payload);
             let (verdict, m) = lab.way(first, &f);
-            assert_eq!(
-                verdict, TC_ACT_OK,
-                "{name} {net:?}: the open policy passes everything"
-            );
-            assert_eq!(
-                mark::decode(m),
-                Some((2, want)),
-                "{name} {net:?}: mark {m:#x}"
-            );
+            assert_eq!(verdict, TC_ACT_OK, "{name} {net:?}: the open policy passes everything");
+            assert_eq!(mark::decode(m), Some((2, want)), "{name} {net:?}: mark {m:#x}");
             // The other direction of the same flow keeps the class, whatever it carries.
             let back = if first == Way::Out { Way::In } else { Way::Out };
             let f = flow_frame(ALLOWER, back, net, proto, dport, rport, b"\x00\x00\x00\x00");
             let (_, m) = lab.way(back, &f);
-            assert_eq!(
-                mark::decode(m),
-                Some((2, want)),
-                "{name} {net:?}: reply keeps the flow's class"
-            );
+            assert_eq!(mark::decode(m), Some((2, want)), "{name} {net:?}: reply keeps the flow's class");
         }
     }
     let s = lab.stats(2);
     let n = (corpus().len() * 3) as u64;
-    assert_eq!(
-        s.total(dir::FROM_DEVICE).packets + s.total(dir::TO_DEVICE).packets,
-        2 * n
-    );
-    assert_eq!(
-        s.traffic[class::TLS as usize][dir::FROM_DEVICE].packets,
-        2 * 3,
-        "two TLS flows x three encapsulations"
-    );
+    assert_eq!(s.total(dir::FROM_DEVICE).packets + s.total(dir::TO_DEVICE).packets, 2 * n);
+    assert_eq!(s.traffic[class::TLS as usize][dir::FROM_DEVICE].packets, 2 * 3, "two TLS flows x three encapsulations");
     assert_eq!(s.traffic[class::TELNET as usize][dir::TO_DEVICE].packets, 3);
     assert_eq!(s.dropped(), 0);
     let flows = lab.k.flows();
-    assert_eq!(
-        flows.len(),
-        corpus().len() * 2,
-        "one flow per case per family (VLAN shares v4's)"
-    );
-    assert!(flows
-        .iter()
-        .all(|(_, v)| v.flags & FLOW_CLASSIFIED != 0 && v.device_id == 2));
+    assert_eq!(flows.len(), corpus().len() * 2, "one flow per case per family (VLAN shares v4's)");
+    assert!(flows.iter().all(|(_, v)| v.flags & FLOW_CLASSIFIED != 0 && v.device_id == 2));
 }
 
 #[test]
@@ -367,18 +201,10 @@ fn blocked_classes_drop_on_any_port_and_tls_on_1883_passes() {
     let cfg = config(None);
     let mut lab = kernel(&cfg);
     let mqtt_443 = flow_frame(BLOCKER, Way::Out, Net::V4, TCP, 41000, 443, MQTT_CONNECT);
-    assert_eq!(
-        lab.out(&mqtt_443),
-        TC_ACT_SHOT,
-        "plaintext MQTT on 443 is blocked"
-    );
+    assert_eq!(lab.out(&mqtt_443), TC_ACT_SHOT, "plaintext MQTT on 443 is blocked");
     let tls_1883 = flow_frame(BLOCKER, Way::Out, Net::V4, TCP, 41001, 1883, CLIENT_HELLO);
     let (v, m) = lab.way(Way::Out, &tls_1883);
-    assert_eq!(
-        (v, mark::decode(m)),
-        (TC_ACT_OK, Some((1, class::TLS))),
-        "TLS on 1883 passes"
-    );
+    assert_eq!((v, mark::decode(m)), (TC_ACT_OK, Some((1, class::TLS))), "TLS on 1883 passes");
     // Telnet on 8023: the handshake passes (no payload yet), the server's
     // negotiation is dropped, and so is everything after it in both directions.
     let syn = {
@@ -386,17 +212,9 @@ fn blocked_classes_drop_on_any_port_and_tls_on_1883_passes() {
         f.extend(ipv4(TCP, 0, &tcp_seg(41002, 8023, SYN, &[])));
         f
     };
-    assert_eq!(
-        lab.out(&syn),
-        TC_ACT_OK,
-        "SYN to 8023 carries no evidence yet"
-    );
+    assert_eq!(lab.out(&syn), TC_ACT_OK, "SYN to 8023 carries no evidence yet");
     let iac = flow_frame(BLOCKER, Way::In, Net::V4, TCP, 41002, 8023, TELNET_IAC);
-    assert_eq!(
-        lab.way(Way::In, &iac).0,
-        TC_ACT_SHOT,
-        "telnet negotiation to the device is dropped"
-    );
+    assert_eq!(lab.way(Way::In, &iac).0, TC_ACT_SHOT, "telnet negotiation to the device is dropped");
     let later = flow_frame(BLOCKER, Way::Out, Net::V4, TCP, 41002, 8023, b"root\r\n");
     assert_eq!(lab.out(&later), TC_ACT_SHOT, "the flow stays telnet");
     // Ports 23/2323 are telnet before any payload.
@@ -416,57 +234,28 @@ fn blocked_classes_drop_on_any_port_and_tls_on_1883_passes() {
     );
 
     // One BLOCKED event per flow (the 8023 flow dropped twice, reported once).
-    let blocked: Vec<Event> = lab
-        .events()
-        .into_iter()
-        .map(|(e, _)| e)
-        .filter(|e| e.kind == "blocked")
-        .collect();
+    let blocked: Vec<Event> = lab.events().into_iter().map(|(e, _)| e).filter(|e| e.kind == "blocked").collect();
     assert_eq!(blocked.len(), 4, "{blocked:#?}");
-    let telnet_8023 = blocked
-        .iter()
-        .find(|e| e.flow.as_ref().is_some_and(|f| f.remote_port == 8023))
-        .expect("8023 blocked event");
-    assert_eq!(
-        (telnet_8023.class, telnet_8023.reason, telnet_8023.device_id),
-        ("telnet", Some("blocked_class"), 1)
-    );
+    let telnet_8023 =
+        blocked.iter().find(|e| e.flow.as_ref().is_some_and(|f| f.remote_port == 8023)).expect("8023 blocked event");
+    assert_eq!((telnet_8023.class, telnet_8023.reason, telnet_8023.device_id), ("telnet", Some("blocked_class"), 1));
     assert_eq!(telnet_8023.direction, "to_device");
     let f = telnet_8023.flow.as_ref().expect("flow");
-    assert_eq!(
-        (f.lan.as_str(), f.lan_port, f.remote.as_str(), f.proto),
-        ("10.77.0.10", 41002, "198.51.100.10", 6)
-    );
+    assert_eq!((f.lan.as_str(), f.lan_port, f.remote.as_str(), f.proto), ("10.77.0.10", 41002, "198.51.100.10", 6));
 }
 
 #[test]
 fn quarantine_passes_only_dhcp_dns_and_icmpv6() {
     let cfg = config(None);
     let mut lab = kernel(&cfg);
-    let dns = flow_frame(
-        SUSPECT,
-        Way::Out,
-        Net::V4,
-        UDP,
-        42000,
-        53,
-        &dns_message(false),
-    );
+    let dns = flow_frame(SUSPECT, Way::Out, Net::V4, UDP, 42000, 53, &dns_message(false));
     assert_eq!(lab.out(&dns), TC_ACT_OK, "DNS");
     let dhcp = flow_frame(SUSPECT, Way::Out, Net::V4, UDP, 68, 67, &dhcp_discover());
     assert_eq!(lab.out(&dhcp), TC_ACT_OK, "DHCP");
     let mut ns = eth(SUSPECT, ETH_P_IPV6);
     ns.extend(ipv6(58, &[135, 0, 0, 0, 0, 0, 0, 0]));
     assert_eq!(lab.out(&ns), TC_ACT_OK, "ICMPv6 (neighbour discovery)");
-    let http = flow_frame(
-        SUSPECT,
-        Way::Out,
-        Net::V4,
-        TCP,
-        42001,
-        80,
-        b"GET / HTTP/1.1\r\n",
-    );
+    let http = flow_frame(SUSPECT, Way::Out, Net::V4, TCP, 42001, 80, b"GET / HTTP/1.1\r\n");
     assert_eq!(lab.out(&http), TC_ACT_SHOT, "HTTP");
     assert_eq!(lab.out(&tcp4(SUSPECT, 443)), TC_ACT_SHOT, "even a SYN");
     let mut ping = eth(SUSPECT, ETH_P_IPV4);
@@ -484,71 +273,33 @@ fn events_carry_flows_new_devices_and_dns_dhcp_copies() {
     let q = dns_message(false);
     let r = dns_message(true);
     lab.out(&flow_frame(ALLOWER, Way::Out, Net::V4, UDP, 43000, 53, &q));
-    lab.way(
-        Way::In,
-        &flow_frame(ALLOWER, Way::In, Net::V4, UDP, 43000, 53, &r),
-    );
-    lab.out(&flow_frame(
-        ALLOWER,
-        Way::Out,
-        Net::V4,
-        UDP,
-        68,
-        67,
-        &dhcp_discover(),
-    ));
+    lab.way(Way::In, &flow_frame(ALLOWER, Way::In, Net::V4, UDP, 43000, 53, &r));
+    lab.out(&flow_frame(ALLOWER, Way::Out, Net::V4, UDP, 68, 67, &dhcp_discover()));
     // A stranger sends three packets: one NEW_DEVICE event.
     for port in [80, 81, 82] {
         lab.out(&tcp4(STRANGER, port));
     }
     let events = lab.events();
     let kinds: Vec<&str> = events.iter().map(|(e, _)| e.kind).collect();
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "new_device").count(),
-        1,
-        "{kinds:?}"
-    );
-    let (nd, _) = events
-        .iter()
-        .find(|(e, _)| e.kind == "new_device")
-        .expect("new_device");
+    assert_eq!(kinds.iter().filter(|k| **k == "new_device").count(), 1, "{kinds:?}");
+    let (nd, _) = events.iter().find(|(e, _)| e.kind == "new_device").expect("new_device");
     assert_eq!((nd.mac.as_str(), nd.device_id), ("02:99:00:00:00:09", 0));
 
-    let (dns_flow, _) = events
-        .iter()
-        .find(|(e, _)| e.kind == "new_flow" && e.class == "dns")
-        .expect("dns new_flow");
+    let (dns_flow, _) = events.iter().find(|(e, _)| e.kind == "new_flow" && e.class == "dns").expect("dns new_flow");
     let f = dns_flow.flow.as_ref().expect("flow");
-    assert_eq!(
-        (f.lan_port, f.remote_port, f.proto, dns_flow.device_id),
-        (43000, 53, 17, 2)
-    );
+    assert_eq!((f.lan_port, f.remote_port, f.proto, dns_flow.device_id), (43000, 53, 17, 2));
 
-    let (resp, bytes) = events
-        .iter()
-        .find(|(e, _)| e.kind == "dns_response")
-        .expect("dns_response");
+    let (resp, bytes) = events.iter().find(|(e, _)| e.kind == "dns_response").expect("dns_response");
     assert_eq!(bytes, &r, "the response payload is copied verbatim");
-    assert_eq!(
-        (resp.copied, resp.payload_len, resp.direction),
-        (Some(r.len()), Some(r.len() as u32), "to_device")
-    );
+    assert_eq!((resp.copied, resp.payload_len, resp.direction), (Some(r.len()), Some(r.len() as u32), "to_device"));
     assert!(
-        !events
-            .iter()
-            .any(|(e, _)| e.kind == "dns_response" && e.direction == "from_device"),
+        !events.iter().any(|(e, _)| e.kind == "dns_response" && e.direction == "from_device"),
         "queries are not copied"
     );
 
-    let (dhcp, bytes) = events
-        .iter()
-        .find(|(e, _)| e.kind == "dhcp_request")
-        .expect("dhcp_request");
+    let (dhcp, bytes) = events.iter().find(|(e, _)| e.kind == "dhcp_request").expect("dhcp_request");
     assert_eq!(bytes, &dhcp_discover());
-    assert_eq!(
-        (dhcp.mac.as_str(), dhcp.class),
-        ("02:77:00:00:00:02", "dhcp")
-    );
+    assert_eq!((dhcp.mac.as_str(), dhcp.class), ("02:77:00:00:00:02", "dhcp"));
     assert_eq!(lab.health(reason::HEALTH_RINGBUF_FULL), 0);
 }
 
@@ -565,41 +316,13 @@ fn flows_track_both_directions_and_padding_is_not_payload() {
     let flows = lab.k.flows();
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].1.flags & FLOW_CLASSIFIED, 0, "no payload yet");
-    lab.out(&flow_frame(
-        ALLOWER,
-        Way::Out,
-        Net::V4,
-        TCP,
-        44000,
-        443,
-        CLIENT_HELLO,
-    ));
-    lab.way(
-        Way::In,
-        &flow_frame(
-            ALLOWER,
-            Way::In,
-            Net::V4,
-            TCP,
-            44000,
-            443,
-            &[0x16, 3, 3, 0, 0x7a, 2],
-        ),
-    );
+    lab.out(&flow_frame(ALLOWER, Way::Out, Net::V4, TCP, 44000, 443, CLIENT_HELLO));
+    lab.way(Way::In, &flow_frame(ALLOWER, Way::In, Net::V4, TCP, 44000, 443, &[0x16, 3, 3, 0, 0x7a, 2]));
     let flows = lab.k.flows();
     assert_eq!(flows.len(), 1, "both directions share one flow");
     let (k, v) = flows[0];
-    assert_eq!(
-        (k.lan_port, k.remote_port, v.class, v.device_id),
-        (44000, 443, class::TLS, 2)
-    );
-    assert_eq!(
-        (
-            v.traffic[dir::FROM_DEVICE].packets,
-            v.traffic[dir::TO_DEVICE].packets
-        ),
-        (2, 1)
-    );
+    assert_eq!((k.lan_port, k.remote_port, v.class, v.device_id), (44000, 443, class::TLS, 2));
+    assert_eq!((v.traffic[dir::FROM_DEVICE].packets, v.traffic[dir::TO_DEVICE].packets), (2, 1));
     assert!(v.last_seen_ns >= v.first_seen_ns && v.first_seen_ns > 0);
 }
 
@@ -610,11 +333,7 @@ fn gateway_broadcasts_are_nobodys_traffic() {
     let mut arp = eth_hdr([0xff; 6], GW_MAC, ETH_P_ARP);
     arp.extend([0u8; 28]);
     assert_eq!(lab.run(PROG_EGRESS, &arp).0, TC_ACT_OK);
-    assert_eq!(
-        lab.stats(0).total(dir::TO_DEVICE).packets,
-        0,
-        "not counted as an unknown device"
-    );
+    assert_eq!(lab.stats(0).total(dir::TO_DEVICE).packets, 0, "not counted as an unknown device");
 }
 
 /// Frames whose IP header is broken: the kernel's test runner refuses to feed
@@ -690,11 +409,7 @@ fn truncated_and_malformed_headers_get_defined_verdicts() {
             },
             reason::HEALTH_BAD_HEADER,
         ),
-        (
-            "IPv6 header cut",
-            tagged(ALLOWER, ETH_P_IPV6, &ipv6(TCP, &tcp(80))[..30]),
-            reason::HEALTH_TRUNCATED,
-        ),
+        ("IPv6 header cut", tagged(ALLOWER, ETH_P_IPV6, &ipv6(TCP, &tcp(80))[..30]), reason::HEALTH_TRUNCATED),
         (
             "IPv6 ext header cut",
             {
@@ -736,13 +451,7 @@ fn truncated_and_malformed_headers_get_defined_verdicts() {
     assert_eq!(lab.drops(reason::MALFORMED), n);
     assert_eq!(lab.drops(reason::BLOCKED_CLASS), 0);
     let s = lab.stats(2);
-    assert_eq!(
-        (
-            s.total(dir::FROM_DEVICE).packets,
-            s.dropped_by_reason[reason::MALFORMED as usize]
-        ),
-        (n, n)
-    );
+    assert_eq!((s.total(dir::FROM_DEVICE).packets, s.dropped_by_reason[reason::MALFORMED as usize]), (n, n));
 }
 
 #[test]
@@ -767,33 +476,15 @@ fn fragments_ext_headers_and_non_ip() {
     let mut arp = eth(BLOCKER, ETH_P_ARP);
     arp.extend([0u8; 28]);
     assert_eq!(lab.out(&arp), TC_ACT_OK, "ARP");
-    assert_eq!(
-        lab.out(&eth(BLOCKER, ETH_P_ARP)),
-        TC_ACT_OK,
-        "bare ARP ethertype"
-    );
-    let total: u64 = lab
-        .k
-        .health()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .sum();
+    assert_eq!(lab.out(&eth(BLOCKER, ETH_P_ARP)), TC_ACT_OK, "bare ARP ethertype");
+    let total: u64 = lab.k.health().unwrap_or_else(|e| panic!("{e}")).iter().sum();
     assert_eq!(total, 0, "nothing here is malformed");
     // Shorter than an Ethernet header: the kernel refuses the input; if a kernel
     // ever runs it, the program passes it to the stack (which drops runts).
     let short = &eth(ALLOWER, ETH_P_ARP)[..10];
-    let p = lab
-        .k
-        .program(PROG_INGRESS)
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Ok(r) = p.test_run(TestRunOptions {
-        data_in: Some(short),
-        ..Default::default()
-    }) {
-        assert_eq!(
-            r.return_value, TC_ACT_OK,
-            "a runt, if run at all, is passed"
-        );
+    let p = lab.k.program(PROG_INGRESS).unwrap_or_else(|e| panic!("{e}"));
+    if let Ok(r) = p.test_run(TestRunOptions { data_in: Some(short), ..Default::default() }) {
+        assert_eq!(r.return_value, TC_ACT_OK, "a runt, if run at all, is passed");
     }
 }
 
@@ -801,11 +492,7 @@ fn fragments_ext_headers_and_non_ip() {
 fn unknown_macs_get_the_unknown_policy_in_slot_zero() {
     let cfg = config(None);
     let mut lab = kernel(&cfg);
-    assert_eq!(
-        lab.out(&tcp4(STRANGER, 23)),
-        TC_ACT_SHOT,
-        "built-in unknown policy blocks telnet"
-    );
+    assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_SHOT, "built-in unknown policy blocks telnet");
     let mqtt = flow_frame(STRANGER, Way::Out, Net::V4, TCP, 45000, 1883, MQTT_CONNECT);
     assert_eq!(lab.out(&mqtt), TC_ACT_SHOT, "and plaintext MQTT");
     assert_eq!(lab.out(&tcp4(STRANGER, 80)), TC_ACT_OK);
@@ -813,9 +500,5 @@ fn unknown_macs_get_the_unknown_policy_in_slot_zero() {
     assert_eq!((s.total(dir::FROM_DEVICE).packets, s.dropped()), (3, 2));
     let cfg = config(Some("open"));
     let mut lab = kernel(&cfg);
-    assert_eq!(
-        lab.out(&tcp4(STRANGER, 23)),
-        TC_ACT_OK,
-        "unknown_policy = open lets telnet pass"
-    );
+    assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_OK, "unknown_policy = open lets telnet pass");
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use moat_tests::{
     cmd::{output, run, sh},
     lab::{Lab, INTERNET_V4, INTERNET_V6},
-    moat::{counter, device, lab_config},
+    moat::{counter, device, lab_config, traffic},
     Moat,
 };
 
@@ -35,19 +35,19 @@ policy = "open"
 /// True when a TCP connection from `ns` to host:port is established within 2 s.
 fn connects(ns: &str, host: &str, port: u16) -> Result<bool> {
     let family = if host.contains(':') { "-6" } else { "-4" };
-    let out = output(
-        Some(ns),
-        &["nc", family, "-z", "-w", "2", host, &port.to_string()],
-    )?;
+    let out = output(Some(ns), &["nc", family, "-z", "-w", "2", host, &port.to_string()])?;
     Ok(out.status.success())
 }
 
 /// Counts SYNs a device sends to telnet ports, with nft in the device's own
 /// namespace: the independent truth the classifier's drop counter must match.
 fn count_telnet_syns(ns: &str) -> Result<()> {
-    sh(ns, "nft add table inet probe
+    sh(
+        ns,
+        "nft add table inet probe
             nft add chain inet probe out '{ type filter hook output priority 0; }'
-            nft add rule inet probe out tcp dport '{ 23, 2323 }' 'tcp flags & (syn|ack) == syn' counter")?;
+            nft add rule inet probe out tcp dport '{ 23, 2323 }' 'tcp flags & (syn|ack) == syn' counter",
+    )?;
     Ok(())
 }
 
@@ -65,73 +65,30 @@ fn telnet_syns_sent(ns: &str) -> Result<u64> {
 #[test]
 fn telnet_blocked_per_device_policy_on_real_traffic() -> Result<()> {
     let lab = Lab::new(&[CAMERA, LAPTOP, STRANGER])?;
-    let (cam, laptop, stranger) = (
-        lab.devices[0].clone(),
-        lab.devices[1].clone(),
-        lab.devices[2].clone(),
-    );
+    let (cam, laptop, stranger) = (lab.devices[0].clone(), lab.devices[1].clone(), lab.devices[2].clone());
     for d in [&cam, &stranger] {
         count_telnet_syns(&d.ns)?;
     }
     let mut moat = Moat::start(&lab, &lab_config(POLICIES))?;
 
     // The camera reaches the web but not telnet, on either port or family.
-    let body = run(
-        Some(&cam.ns),
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            &format!("http://{INTERNET_V4}/"),
-        ],
-    )?;
+    let body = run(Some(&cam.ns), &["curl", "-sS", "--max-time", "5", &format!("http://{INTERNET_V4}/")])?;
     assert_eq!(body, "moat-lab\n");
-    assert!(
-        connects(&cam.ns, INTERNET_V6, 80)?,
-        "camera reaches http over IPv6"
-    );
-    assert!(
-        !connects(&cam.ns, INTERNET_V4, 23)?,
-        "camera telnet/23 must be blocked"
-    );
-    assert!(
-        !connects(&cam.ns, INTERNET_V4, 2323)?,
-        "camera telnet/2323 must be blocked"
-    );
-    assert!(
-        !connects(&cam.ns, INTERNET_V6, 23)?,
-        "camera IPv6 telnet must be blocked"
-    );
+    assert!(connects(&cam.ns, INTERNET_V6, 80)?, "camera reaches http over IPv6");
+    assert!(!connects(&cam.ns, INTERNET_V4, 23)?, "camera telnet/23 must be blocked");
+    assert!(!connects(&cam.ns, INTERNET_V4, 2323)?, "camera telnet/2323 must be blocked");
+    assert!(!connects(&cam.ns, INTERNET_V6, 23)?, "camera IPv6 telnet must be blocked");
     // The laptop's policy allows telnet.
-    assert!(
-        connects(&laptop.ns, INTERNET_V4, 23)?,
-        "laptop reaches telnet"
-    );
-    assert!(
-        connects(&laptop.ns, INTERNET_V6, 2323)?,
-        "laptop reaches telnet over IPv6"
-    );
+    assert!(connects(&laptop.ns, INTERNET_V4, 23)?, "laptop reaches telnet");
+    assert!(connects(&laptop.ns, INTERNET_V6, 2323)?, "laptop reaches telnet over IPv6");
     // An unlisted device gets the built-in unknown policy: telnet blocked.
-    assert!(
-        connects(&stranger.ns, INTERNET_V4, 80)?,
-        "unknown device reaches http"
-    );
-    assert!(
-        !connects(&stranger.ns, INTERNET_V4, 23)?,
-        "unknown device telnet blocked"
-    );
+    assert!(connects(&stranger.ns, INTERNET_V4, 80)?, "unknown device reaches http");
+    assert!(!connects(&stranger.ns, INTERNET_V4, 23)?, "unknown device telnet blocked");
 
     // What the internet saw.
     assert_eq!(lab.accepted(80, &cam.ipv4), 1);
-    assert_eq!(
-        lab.accepted(23, &cam.ipv4) + lab.accepted(2323, &cam.ipv4),
-        0
-    );
-    assert_eq!(
-        lab.accepted(23, &cam.ipv6) + lab.accepted(2323, &cam.ipv6),
-        0
-    );
+    assert_eq!(lab.accepted(23, &cam.ipv4) + lab.accepted(2323, &cam.ipv4), 0);
+    assert_eq!(lab.accepted(23, &cam.ipv6) + lab.accepted(2323, &cam.ipv6), 0);
     assert_eq!(lab.accepted(23, &laptop.ipv4), 1);
     assert_eq!(lab.accepted(2323, &laptop.ipv6), 1);
     assert_eq!(lab.accepted(23, &stranger.ipv4), 0);
@@ -140,50 +97,26 @@ fn telnet_blocked_per_device_policy_on_real_traffic() -> Result<()> {
     // attributed to it, none of the laptop's.
     let status = moat.status()?;
     let cam_syns = telnet_syns_sent(&cam.ns)?;
-    assert!(
-        cam_syns >= 3,
-        "camera sent at least one SYN per attempt, got {cam_syns}"
-    );
+    assert!(cam_syns >= 3, "camera sent at least one SYN per attempt, got {cam_syns}");
     let camera = device(&status, "camera")?;
-    assert_eq!(
-        camera["dropped_by_class"]["telnet"].as_u64(),
-        Some(cam_syns),
-        "{status}"
-    );
+    assert_eq!(camera["dropped_by_class"]["telnet"].as_u64(), Some(cam_syns), "{status}");
     assert_eq!(counter(camera, "dropped_packets"), cam_syns);
-    assert!(
-        counter(camera, "packets") > cam_syns,
-        "camera's allowed packets are counted too"
-    );
+    assert!(traffic(camera, "from_device", "packets") > cam_syns, "camera's allowed packets are counted too");
+    assert!(traffic(camera, "to_device", "packets") > 0, "and what it received");
     let lap = device(&status, "laptop")?;
     assert_eq!(counter(lap, "dropped_packets"), 0);
-    assert!(
-        counter(lap, "packets") >= 6,
-        "laptop's two connections were counted"
-    );
+    assert!(traffic(lap, "from_device", "packets") >= 6, "laptop's two connections were counted");
     let unknown = device(&status, "unknown")?;
-    assert_eq!(
-        counter(unknown, "dropped_packets"),
-        telnet_syns_sent(&stranger.ns)?
-    );
-    assert_eq!(
-        status["drop_reasons"]["blocked_class"].as_u64(),
-        Some(cam_syns + telnet_syns_sent(&stranger.ns)?)
-    );
+    assert_eq!(counter(unknown, "dropped_packets"), telnet_syns_sent(&stranger.ns)?);
+    assert_eq!(status["drop_reasons"]["blocked_class"].as_u64(), Some(cam_syns + telnet_syns_sent(&stranger.ns)?));
 
     // A clean stop removes the table and detaches the classifier: telnet
     // from the camera works again.
     let (exit, _) = moat.stop()?;
     assert!(exit.success(), "moat exit: {exit}\n{}", moat.log_text());
     let table = output(Some(&lab.gw), &["nft", "list", "table", "inet", "moat"])?;
-    assert!(
-        !table.status.success(),
-        "table inet moat must be gone after stop"
-    );
-    assert!(
-        connects(&cam.ns, INTERNET_V4, 23)?,
-        "after stop nothing is enforced"
-    );
+    assert!(!table.status.success(), "table inet moat must be gone after stop");
+    assert!(connects(&cam.ns, INTERNET_V4, 23)?, "after stop nothing is enforced");
     Ok(())
 }
 
@@ -192,38 +125,26 @@ fn counters_match_the_packets_a_device_sent() -> Result<()> {
     let lab = Lab::new(&[CAMERA])?;
     let cam = lab.devices[0].clone();
     // Nothing but our pings may leave the device: no IPv6 (ND, MLD), no ARP.
-    sh(
-        &cam.ns,
-        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.eth0.disable_ipv6=1",
-    )?;
+    sh(&cam.ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.eth0.disable_ipv6=1")?;
     lab.static_neighbours(&cam)?;
     let moat = Moat::start(&lab, &lab_config(POLICIES))?;
 
     let before = moat.status()?;
     let tx_before = lab.tx_packets(&cam)?;
-    run(
-        Some(&cam.ns),
-        &[
-            "ping",
-            "-c",
-            "7",
-            "-i",
-            "0.05",
-            "-s",
-            "100",
-            "-q",
-            INTERNET_V4,
-        ],
-    )?;
+    run(Some(&cam.ns), &["ping", "-c", "7", "-i", "0.05", "-s", "100", "-q", INTERNET_V4])?;
     let tx_after = lab.tx_packets(&cam)?;
     let after = moat.status()?;
 
     let sent = tx_after - tx_before;
     assert_eq!(sent, 7, "the device sent exactly the 7 echo requests");
     let (b, a) = (device(&before, "camera")?, device(&after, "camera")?);
-    assert_eq!(counter(a, "packets") - counter(b, "packets"), sent);
+    let out = |d: &serde_json::Value, what| traffic(d, "from_device", what);
+    assert_eq!(out(a, "packets") - out(b, "packets"), sent);
     // 14 Ethernet + 20 IPv4 + 8 ICMP + 100 payload.
-    assert_eq!(counter(a, "bytes") - counter(b, "bytes"), sent * 142);
+    assert_eq!(out(a, "bytes") - out(b, "bytes"), sent * 142);
+    // The replies went through the egress classifier.
+    let back = |d: &serde_json::Value| traffic(d, "to_device", "packets");
+    assert_eq!(back(a) - back(b), sent, "every echo reply was counted on its way to the device");
     assert_eq!(counter(a, "dropped_packets"), 0);
     Ok(())
 }
@@ -235,29 +156,14 @@ fn wan_initiated_connections_are_dropped() -> Result<()> {
     let inet = lab.inet.clone();
     lab.spawn(&laptop.ns, &["nc", "-lk", "8080"], "listener")?;
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(
-        connects(&inet, &laptop.ipv4, 8080)?,
-        "without moat the internet reaches the device"
-    );
+    assert!(connects(&inet, &laptop.ipv4, 8080)?, "without moat the internet reaches the device");
     let _moat = Moat::start(&lab, &lab_config(POLICIES))?;
-    assert!(
-        !connects(&inet, &laptop.ipv4, 8080)?,
-        "with moat WAN-initiated connections are dropped"
-    );
+    assert!(!connects(&inet, &laptop.ipv4, 8080)?, "with moat WAN-initiated connections are dropped");
     assert!(!connects(&inet, &laptop.ipv6, 8080)?, "also over IPv6");
     // Connections the device starts still work, replies included.
-    assert!(
-        connects(&laptop.ns, INTERNET_V4, 80)?,
-        "outbound still works"
-    );
+    assert!(connects(&laptop.ns, INTERNET_V4, 80)?, "outbound still works");
     let rules = run(Some(&lab.gw), &["nft", "list", "table", "inet", "moat"])?;
-    let wan_rule = rules
-        .lines()
-        .find(|l| l.contains("wan-inbound"))
-        .unwrap_or_default();
-    assert!(
-        !wan_rule.contains("packets 0 "),
-        "the wan-inbound rule counted the drops: {wan_rule}"
-    );
+    let wan_rule = rules.lines().find(|l| l.contains("wan-inbound")).unwrap_or_default();
+    assert!(!wan_rule.contains("packets 0 "), "the wan-inbound rule counted the drops: {wan_rule}");
     Ok(())
 }
