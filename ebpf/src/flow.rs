@@ -1,7 +1,7 @@
 //! Flow tracking: one LRU entry per 5-tuple, oriented from the device's side,
 //! holding the class decided on the flow's first payload bytes.
 
-use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, programs::TcContext};
+use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::TcContext};
 use moat_common::{
     class::{self, dir, Class},
     classify::{self, IPPROTO_TCP, SAMPLE_LEN},
@@ -29,8 +29,10 @@ pub enum Tracked {
 
 /// Finds or creates the packet's flow and updates its counters.
 pub fn track(k: &FlowKey, p: &Packet, d: usize, device_id: u32, len: u64) -> Tracked {
-    // SAFETY: boot-time clock read, no arguments.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // Coarse clock (tick resolution): a per-packet timestamp does not need
+    // nanoseconds, and the precise clock costs more than a hash lookup in a VM.
+    // SAFETY: clock read, no arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(v) = maps::FLOWS.get_ptr_mut(k) {
         // SAFETY: the entry lives in the map; other CPUs may update the
         // counters too (best-effort by design, see FlowValue).

@@ -1,9 +1,11 @@
 //! Header walking: Ethernet (+ one 802.1Q/802.1ad tag) → IPv4/IPv6 (+ bounded
 //! extension-header walk) → TCP/UDP ports and where the payload starts.
 //!
-//! Reads go through `bpf_skb_load_bytes` (`TcContext::load`), which bounds-checks
-//! at run time and works on non-linear skbs. Payload length comes from the IP
-//! header, not the frame, so Ethernet padding is never taken for payload.
+//! Reads are direct packet access (a bounds check against `data_end`, no helper
+//! call): a helper call per field cost ~17 ns each in measurement, most of the
+//! classifier's budget. A frame whose headers are not in the linear part of the
+//! skb is pulled in once first. Payload length comes from the IP header, not the
+//! frame, so Ethernet padding is never taken for payload.
 
 use aya_ebpf::programs::TcContext;
 use moat_common::{
@@ -60,12 +62,45 @@ pub enum Parse {
     Malformed(u32),
 }
 
-fn be16(ctx: &TcContext, off: usize) -> Option<u16> {
-    ctx.load::<[u8; 2]>(off).ok().map(u16::from_be_bytes)
+/// Bytes of headers made linear before parsing (Ethernet + VLAN + IPv6 +
+/// extension headers + TCP fit; a longer chain reads as truncated).
+const PULL_LEN: u32 = 256;
+/// Largest header offset followed: keeps offsets bounded for the verifier.
+const MAX_OFF: usize = 240;
+
+/// `N` bytes at `off`, if they are in the packet's linear data.
+#[inline(always)]
+pub fn bytes<const N: usize>(ctx: &TcContext, off: usize) -> Option<[u8; N]> {
+    if off > MAX_OFF {
+        return None;
+    }
+    let start = ctx.data();
+    if start + off + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: bounds-checked against data_end just above.
+    Some(unsafe { core::ptr::read_unaligned((start + off) as *const [u8; N]) })
 }
 
+#[inline(always)]
+fn be16(ctx: &TcContext, off: usize) -> Option<u16> {
+    bytes::<2>(ctx, off).map(u16::from_be_bytes)
+}
+
+/// A one-byte field. Read as two bytes: every such field is followed by more
+/// header, and a 1-byte check compiles to `ptr >= end`, from which the
+/// verifier learns no readable range.
+#[inline(always)]
 fn byte(ctx: &TcContext, off: usize) -> Option<u8> {
-    ctx.load::<u8>(off).ok()
+    bytes::<2>(ctx, off).map(|b| b[0])
+}
+
+/// Makes the first PULL_LEN bytes (or the whole frame) linear if they are not.
+pub fn linearize(ctx: &TcContext) {
+    let want = ctx.len().min(PULL_LEN) as usize;
+    if ctx.data() + want > ctx.data_end() {
+        let _ = ctx.pull_data(want as u32);
+    }
 }
 
 pub fn parse(ctx: &TcContext) -> Parse {
@@ -99,7 +134,7 @@ fn ipv4(ctx: &TcContext, l3: usize) -> Parse {
         return Parse::Malformed(reason::HEALTH_BAD_HEADER);
     }
     let mut p = Packet::new(FAMILY_V4, proto);
-    let (Ok(src), Ok(dst)) = (ctx.load::<[u8; 4]>(l3 + 12), ctx.load::<[u8; 4]>(l3 + 16)) else {
+    let (Some(src), Some(dst)) = (bytes::<4>(ctx, l3 + 12), bytes::<4>(ctx, l3 + 16)) else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     p.src[..4].copy_from_slice(&src);
@@ -117,7 +152,7 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
     if ver >> 4 != 6 {
         return Parse::Malformed(reason::HEALTH_BAD_HEADER);
     }
-    let (Ok(src), Ok(dst)) = (ctx.load::<[u8; 16]>(l3 + 8), ctx.load::<[u8; 16]>(l3 + 24)) else {
+    let (Some(src), Some(dst)) = (bytes::<16>(ctx, l3 + 8), bytes::<16>(ctx, l3 + 24)) else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     let mut off = l3 + IPV6_HLEN;

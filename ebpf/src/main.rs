@@ -62,8 +62,9 @@ fn process(ctx: &TcContext, d: usize) -> i32 {
 }
 
 fn try_process(ctx: &TcContext, d: usize) -> Result<i32, ()> {
+    headers::linearize(ctx);
     // The device is the source on ingress, the destination on egress.
-    let mac: [u8; 6] = ctx.load(if d == dir::FROM_DEVICE { 6 } else { 0 }).map_err(|_| ())?;
+    let mac: [u8; 6] = headers::bytes(ctx, if d == dir::FROM_DEVICE { 6 } else { 0 }).ok_or(())?;
     if d == dir::TO_DEVICE && mac[0] & 1 == 1 {
         return Ok(TC_ACT_OK); // the gateway's own broadcast/multicast: no device
     }

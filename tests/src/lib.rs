@@ -6,6 +6,8 @@
 //! leftovers of killed runs are reaped the next time a lab starts.
 #![forbid(unsafe_code)]
 
+pub mod bench;
+pub mod bench_classifier;
 pub mod cmd;
 pub mod frames;
 pub mod lab;

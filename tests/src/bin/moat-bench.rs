@@ -1,0 +1,32 @@
+//! `scripts/bench NAME`: runs one benchmark, prints its table and writes
+//! target/bench/NAME.json. Needs root (BPF_PROG_TEST_RUN).
+
+use std::process::ExitCode;
+
+use moat_tests::bench_classifier;
+
+const BENCHES: [&str; 1] = ["classifier"];
+
+fn main() -> ExitCode {
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let result = match name.as_str() {
+        "classifier" => bench_classifier::run().map(|r| {
+            bench_classifier::print(&r);
+            r
+        }),
+        _ => {
+            eprintln!("usage: moat-bench NAME (one of: {})", BENCHES.join(", "));
+            return ExitCode::from(2);
+        }
+    };
+    match result.and_then(|r| r.write()) {
+        Ok(path) => {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("benchmark {name} failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
