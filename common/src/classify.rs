@@ -226,7 +226,7 @@ fn dns_header(w: &Words<'_>) -> bool {
 fn is_ntp(w: &Words<'_>) -> bool {
     let version = (w.at(0) >> 3) & 7;
     let mode = w.at(0) & 7;
-    (w.s.payload_len >= 48) & (version >= 1) & (version <= 4) & (mode >= 1) & (mode <= 5)
+    (w.s.payload_len >= 48) & (1..=4).contains(&version) & (1..=5).contains(&mode)
 }
 
 /// QUIC long header: form and fixed bits set, a known version (v1, v2, drafts).

@@ -61,4 +61,4 @@ pub struct PacketEvent {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<PacketEvent>() == 16 + 12 + 40 + PACKET_COPY_MAX + 4);
-const _: () = assert!(core::mem::size_of::<PacketEvent>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<PacketEvent>().is_multiple_of(8));

@@ -19,6 +19,11 @@ pub const UNKNOWN_SEEN: &str = "UNKNOWN_SEEN";
 /// Events to user space (ring buffer of [`crate::event`] records).
 pub const EVENTS: &str = "EVENTS";
 
+/// Policy generation (array of one u32), bumped by user space after every
+/// change to `DEVICES`/`UNKNOWN_POLICY`: flows cache their device's policy
+/// and re-read it when the generation moves.
+pub const POLICY_GEN: &str = "POLICY_GEN";
+
 /// Tail-call table: slot [`JUMP_CLASSIFY`] holds `moat_classify`.
 pub const JUMP: &str = "JUMP";
 pub const JUMP_CLASSIFY: u32 = 0;
@@ -168,26 +173,37 @@ pub const FLOW_BLOCKED: u8 = 2;
 
 /// What the classifier keeps per flow. Counters are best-effort (updated
 /// without atomics from several CPUs); per-device counters are exact.
+///
+/// The device's policy is cached here (valid while `policy_gen` equals the
+/// global generation and `mac` is the packet's MAC), which saves the
+/// `DEVICES` lookup on established flows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
+    /// Coarse monotonic clock (bpf_ktime_get_coarse_ns).
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     /// Indexed by `class::dir`.
     pub traffic: [Counter; class::dir::COUNT],
     pub device_id: u32,
+    pub blocked_classes: u32,
+    pub policy_gen: u32,
     pub class: u8,
     pub flags: u8,
-    pub pad: [u8; 2],
+    /// The device's `DeviceEntry::flags` (low byte).
+    pub dev_flags: u8,
+    pub pad: u8,
+    pub mac: [u8; 6],
+    pub pad2: [u8; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<MacKey>() == 8);
 const _: () = assert!(core::mem::size_of::<DeviceEntry>() == 16);
 const _: () =
     assert!(core::mem::size_of::<DeviceStats>() == 16 * 2 * class::SLOTS + 8 * class::SLOTS + 8 * reason::SLOTS);
-const _: () = assert!(core::mem::size_of::<DeviceStats>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<DeviceStats>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 56);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 72);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -148,7 +148,16 @@ impl Kernel {
         }
         let unknown = entry(m::UNKNOWN_DEVICE_ID, &cfg.unknown_policy());
         self.unknown.set(0, unknown, 0).map_err(map_err(m::UNKNOWN_POLICY))?;
-        Ok(())
+        self.bump_policy_gen()
+    }
+
+    /// Tells flows their cached device policy is stale. Called after the
+    /// device maps are written (the kernel reads the generation first).
+    fn bump_policy_gen(&mut self) -> Result<(), KernelError> {
+        let map = self.ebpf.map_mut(m::POLICY_GEN).ok_or(KernelError::Missing { what: "map", name: m::POLICY_GEN })?;
+        let mut gen: Array<&mut MapData, u32> = Array::try_from(map).map_err(map_err(m::POLICY_GEN))?;
+        let next = gen.get(&0, 0).map_err(map_err(m::POLICY_GEN))?.wrapping_add(1);
+        gen.set(0, next, 0).map_err(map_err(m::POLICY_GEN))
     }
 
     /// A device's counters summed over CPUs.

@@ -37,7 +37,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         }
     }
     let class = classify(&s);
-    if let Some(v) = maps::FLOWS.get_ptr_mut(&p.key) {
+    if let Some(v) = maps::FLOWS.get_ptr_mut(p.key) {
         // SAFETY: entry in the map; racing first packets classify alike.
         let v = unsafe { &mut *v };
         v.class = class;

@@ -1,6 +1,9 @@
 //! Events to user space. A full ring buffer loses the event and counts it
 //! (health `ringbuf_full`); it never changes a verdict.
 
+/// `bpf_ringbuf_submit` flag: do not notify the reader.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+
 use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, generated::bpf_skb_load_bytes},
     programs::TcContext,
@@ -26,19 +29,22 @@ pub fn flow(kind: u8, class: Class, why: u8, dir: usize, device_id: u32, mac: &[
         return;
     };
     e.write(FlowEvent { hdr: header(kind, class, why, dir, device_id), mac: *mac, pad: [0; 2], key: *key });
-    e.submit(0);
+    // No wakeup: notifying the reader costs ~5 us per event (measured), more
+    // than everything else on a flow's first packet. The daemon drains these
+    // on a short timer; only DNS answers (below) wake it at once.
+    e.submit(BPF_RB_NO_WAKEUP);
 }
 
 /// Reports an unknown MAC the first time it is seen (remembered in an LRU).
 pub fn new_device_once(mac: &[u8; 6], dir: usize) {
     let k = MacKey::new(*mac);
     // SAFETY: presence check only; the value is not read.
-    if unsafe { maps::UNKNOWN_SEEN.get(&k) }.is_some() {
+    if unsafe { maps::UNKNOWN_SEEN.get(k) }.is_some() {
         return;
     }
     // SAFETY: boot-time clock read.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let _ = maps::UNKNOWN_SEEN.insert(&k, &now, 0);
+    let _ = maps::UNKNOWN_SEEN.insert(k, now, 0);
     flow(event::NEW_DEVICE, 0, 0, dir, 0, mac, &FlowKey::default());
 }
 

@@ -6,10 +6,10 @@ use moat_common::{
     class::{self, dir, Class},
     classify::{self, IPPROTO_TCP, SAMPLE_LEN},
     maps::FLOW_CLASSIFIED,
-    reason, Counter, FlowKey, FlowValue,
+    reason, Counter, DeviceEntry, FlowKey, FlowValue,
 };
 
-use crate::{headers::Packet, maps};
+use crate::{headers::Packet, maps, verdict::Facts};
 
 /// The flow key for a packet, device side first.
 pub fn key(p: &Packet, d: usize) -> FlowKey {
@@ -27,29 +27,47 @@ pub enum Tracked {
     Classify(Class),
 }
 
-/// Finds or creates the packet's flow and updates its counters.
-pub fn track(k: &FlowKey, p: &Packet, d: usize, device_id: u32, len: u64) -> Tracked {
+/// The flow's entry, if any.
+pub fn lookup(k: &FlowKey) -> Option<&'static mut FlowValue> {
+    // SAFETY: the entry lives in the map; other CPUs may update the counters
+    // too (best-effort by design, see FlowValue).
+    maps::FLOWS.get_ptr_mut(k).map(|v| unsafe { &mut *v })
+}
+
+/// The device policy cached in a flow, if still valid for this packet.
+pub fn cached_device(v: &FlowValue, mac: &[u8; 6], gen: u32) -> Option<DeviceEntry> {
+    if v.policy_gen != gen || v.mac != *mac {
+        return None;
+    }
+    Some(DeviceEntry { id: v.device_id, blocked_classes: v.blocked_classes, flags: u32::from(v.dev_flags), pad: 0 })
+}
+
+/// Updates (or creates) the packet's flow with its counters and the device's
+/// current policy.
+pub fn track(existing: Option<&'static mut FlowValue>, k: &FlowKey, p: &Packet, f: &Facts<'_>, gen: u32) -> Tracked {
+    let (d, dev, mac, len) = (f.dir, &f.dev, &f.mac, f.len);
     // Coarse clock (tick resolution): a per-packet timestamp does not need
     // nanoseconds, and the precise clock costs more than a hash lookup in a VM.
     // SAFETY: clock read, no arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if let Some(v) = maps::FLOWS.get_ptr_mut(k) {
-        // SAFETY: the entry lives in the map; other CPUs may update the
-        // counters too (best-effort by design, see FlowValue).
-        let v = unsafe { &mut *v };
+    if let Some(v) = existing {
         v.last_seen_ns = now;
         let c = &mut v.traffic[d & 1];
         c.packets += 1;
         c.bytes += len;
+        if v.policy_gen != gen || v.mac != *mac {
+            cache_device(v, dev, mac, gen);
+        }
         if v.flags & FLOW_CLASSIFIED == 0 && p.payload_len > 0 {
             return Tracked::Classify(v.class);
         }
         return Tracked::Class(v.class);
     }
     let hint = if p.proto == IPPROTO_TCP { classify::tcp_port_hint(k.remote_port) } else { class::OTHER };
-    let mut v = FlowValue { first_seen_ns: now, last_seen_ns: now, device_id, class: hint, ..Default::default() };
+    let mut v = FlowValue { first_seen_ns: now, last_seen_ns: now, class: hint, ..Default::default() };
+    cache_device(&mut v, dev, mac, gen);
     v.traffic[d & 1] = Counter { packets: 1, bytes: len };
-    if maps::FLOWS.insert(k, &v, 0).is_err() {
+    if maps::FLOWS.insert(k, v, 0).is_err() {
         maps::health(reason::HEALTH_FLOW_INSERT_FAILED);
     }
     if p.payload_len > 0 {
@@ -57,6 +75,14 @@ pub fn track(k: &FlowKey, p: &Packet, d: usize, device_id: u32, len: u64) -> Tra
     } else {
         Tracked::Class(hint)
     }
+}
+
+fn cache_device(v: &mut FlowValue, dev: &DeviceEntry, mac: &[u8; 6], gen: u32) {
+    v.device_id = dev.id;
+    v.blocked_classes = dev.blocked_classes;
+    v.dev_flags = dev.flags as u8;
+    v.mac = *mac;
+    v.policy_gen = gen;
 }
 
 /// Reads `min(avail, SAMPLE_LEN)` payload bytes into `dst` (zero-filled

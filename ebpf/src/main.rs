@@ -68,32 +68,40 @@ fn try_process(ctx: &TcContext, d: usize) -> Result<i32, ()> {
     if d == dir::TO_DEVICE && mac[0] & 1 == 1 {
         return Ok(TC_ACT_OK); // the gateway's own broadcast/multicast: no device
     }
-    let (dev, known) = maps::device(&MacKey::new(mac));
-    if !known && d == dir::FROM_DEVICE {
-        events::new_device_once(&mac, d);
-    }
+    // Read before any device lookup: a policy written after this read comes
+    // with a newer generation, so a stale cache entry is never kept.
+    let gen = maps::policy_gen();
     let len = u64::from(ctx.len());
     let p = match headers::parse(ctx) {
         Parse::Ip(p) => p,
         // ARP and friends pass, even in quarantine: without ARP nothing works.
         Parse::NonIp => {
+            let dev = device(&mac, d);
             maps::count_packet(dev.id, class::OTHER, d, len);
             return Ok(TC_ACT_OK);
         }
         Parse::Malformed(health) => {
+            let dev = device(&mac, d);
             maps::health(health);
             maps::count_packet(dev.id, class::OTHER, d, len);
             maps::count_drop(dev.id, class::OTHER, reason::MALFORMED);
             return Ok(TC_ACT_SHOT);
         }
     };
-    let mut facts = Facts { dir: d, dev, mac, len, proto: p.proto, key: None, payload: (p.payload_off, p.payload_len) };
     if !p.has_ports {
+        let dev = device(&mac, d);
+        let facts = Facts { dir: d, dev, mac, len, proto: p.proto, key: None, payload: (0, 0) };
         return Ok(finish(ctx, &facts, class::OTHER));
     }
     let k = flow::key(&p, d);
-    facts.key = Some(&k);
-    match flow::track(&k, &p, d, dev.id, len) {
+    let existing = flow::lookup(&k);
+    // Established flows carry their device's policy; others look it up.
+    let dev = match existing.as_deref().and_then(|v| flow::cached_device(v, &mac, gen)) {
+        Some(dev) => dev,
+        None => device(&mac, d),
+    };
+    let facts = Facts { dir: d, dev, mac, len, proto: p.proto, key: Some(&k), payload: (p.payload_off, p.payload_len) };
+    match flow::track(existing, &k, &p, &facts, gen) {
         Tracked::Class(c) => Ok(finish(ctx, &facts, c)),
         Tracked::Classify(hint) => {
             if let Some(slot) = maps::PENDING.get_ptr_mut(0) {
@@ -117,6 +125,16 @@ fn try_process(ctx: &TcContext, d: usize) -> Result<i32, ()> {
             Ok(finish(ctx, &facts, hint))
         }
     }
+}
+
+/// The device entry for a MAC (unknown-device policy if not configured),
+/// reporting an unknown sender the first time it is seen.
+fn device(mac: &[u8; 6], d: usize) -> moat_common::DeviceEntry {
+    let (dev, known) = maps::device(&MacKey::new(*mac));
+    if !known && d == dir::FROM_DEVICE {
+        events::new_device_once(mac, d);
+    }
+    dev
 }
 
 #[cfg(not(test))]

@@ -35,6 +35,14 @@ pub static UNKNOWN_SEEN: LruHashMap<MacKey, u64> = LruHashMap::with_max_entries(
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
+static POLICY_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The current policy generation (see `moat_common::maps::POLICY_GEN`).
+pub fn policy_gen() -> u32 {
+    POLICY_GEN.get(0).copied().unwrap_or(0)
+}
+
+#[map]
 pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// A packet's facts handed to the tail-called classifier (per CPU: a tail

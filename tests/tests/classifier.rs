@@ -135,7 +135,9 @@ fn dhcp_discover() -> Vec<u8> {
 }
 
 /// (name, proto, device port, remote port, which side speaks first, payload, class)
-fn corpus() -> Vec<(&'static str, u8, u16, u16, Way, Vec<u8>, Class)> {
+type Case = (&'static str, u8, u16, u16, Way, Vec<u8>, Class);
+
+fn corpus() -> Vec<Case> {
     let mut ntp = vec![0u8; 48];
     ntp[0] = 0x23;
     let mut quic = vec![0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8];
@@ -501,4 +503,34 @@ fn unknown_macs_get_the_unknown_policy_in_slot_zero() {
     let cfg = config(Some("open"));
     let mut lab = kernel(&cfg);
     assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_OK, "unknown_policy = open lets telnet pass");
+}
+
+fn config_with_laptop_policy(policy: &str) -> Config {
+    let mut cfg = config(None);
+    for d in &mut cfg.devices {
+        if d.name == "laptop" {
+            d.policy = policy.to_string();
+        }
+    }
+    cfg
+}
+
+#[test]
+fn policy_changes_apply_to_established_flows_and_the_cache_is_per_mac() {
+    let cfg = config(None);
+    let mut lab = kernel(&cfg);
+    let iac = flow_frame(ALLOWER, Way::In, Net::V4, TCP, 46000, 8023, TELNET_IAC);
+    assert_eq!(lab.way(Way::In, &iac).0, TC_ACT_OK, "open policy: telnet flow passes");
+    let next = flow_frame(ALLOWER, Way::Out, Net::V4, TCP, 46000, 8023, b"admin\r\n");
+    assert_eq!(lab.out(&next), TC_ACT_OK);
+
+    // Same 5-tuple from another device's MAC: judged by that device's policy,
+    // not the one cached in the flow.
+    let spoofed = flow_frame(BLOCKER, Way::Out, Net::V4, TCP, 46000, 8023, b"admin\r\n");
+    assert_eq!(lab.out(&spoofed), TC_ACT_SHOT, "the cached policy belongs to the laptop's MAC only");
+
+    lab.k.sync_devices(&config_with_laptop_policy("camera")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lab.out(&next), TC_ACT_SHOT, "the new policy applies to the established flow at once");
+    lab.k.sync_devices(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lab.out(&next), TC_ACT_OK, "and so does changing it back");
 }

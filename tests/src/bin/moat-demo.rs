@@ -78,8 +78,8 @@ fn human(bytes: u64) -> String {
 fn summary(status: &Value, lab: &Lab) -> Result<()> {
     println!("\nwhat moat counted (per device; out = sent by the device, in = sent to it):");
     println!(
-        "  {:<11} {:<17} {:<11} {:>9} {:>9} {:>7}  {}",
-        "device", "mac", "policy", "out", "in", "dropped", "classes seen"
+        "  {:<11} {:<17} {:<11} {:>9} {:>9} {:>7}  classes seen",
+        "device", "mac", "policy", "out", "in", "dropped"
     );
     for (i, (name, mac)) in DEVICES.iter().enumerate() {
         // Listed devices report under their name; the unlisted one under "unknown".
