@@ -10,10 +10,7 @@ const BENCHES: [&str; 1] = ["classifier"];
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
     let result = match name.as_str() {
-        "classifier" => bench_classifier::run().map(|r| {
-            bench_classifier::print(&r);
-            r
-        }),
+        "classifier" => bench_classifier::run().inspect(bench_classifier::print),
         _ => {
             eprintln!("usage: moat-bench NAME (one of: {})", BENCHES.join(", "));
             return ExitCode::from(2);
