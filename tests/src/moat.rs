@@ -143,3 +143,24 @@ pub fn traffic(dev: &Value, direction: &str, what: &str) -> u64 {
 pub fn lab_config(tables: &str) -> String {
     format!("[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}", lab::LAN_IF, lab::WAN_IF)
 }
+
+/// The lab's two usual devices: `camera` (policy "camera") and `laptop`
+/// (policy "open"); tests add the policy tables.
+pub const CAMERA_AND_LAPTOP: &str = r#"
+[[devices]]
+mac = "02:77:00:00:00:01"
+name = "camera"
+policy = "camera"
+
+[[devices]]
+mac = "02:77:00:00:00:02"
+name = "laptop"
+policy = "open"
+"#;
+
+/// The lab config with `camera` blocking `camera_blocks` and `laptop` open.
+pub fn camera_and_laptop(camera_blocks: &str) -> String {
+    lab_config(&format!(
+        "[policies.camera]\nblock = {camera_blocks}\n\n[policies.open]\nblock = []\n{CAMERA_AND_LAPTOP}"
+    ))
+}

@@ -6,7 +6,7 @@ use anyhow::Result;
 use moat_tests::{
     cmd::{output, run},
     lab::{Lab, INTERNET_V4},
-    moat::{device, lab_config},
+    moat::{camera_and_laptop, device},
     Moat,
 };
 use serde_json::Value;
@@ -14,23 +14,7 @@ use serde_json::Value;
 const CAMERA: &str = "02:77:00:00:00:01";
 const LAPTOP: &str = "02:77:00:00:00:02";
 
-const POLICIES: &str = r#"
-[policies.camera]
-block = ["telnet", "mqtt"]
-
-[policies.open]
-block = []
-
-[[devices]]
-mac = "02:77:00:00:00:01"
-name = "camera"
-policy = "camera"
-
-[[devices]]
-mac = "02:77:00:00:00:02"
-name = "laptop"
-policy = "open"
-"#;
+const CAMERA_BLOCKS: &str = r#"["telnet", "mqtt"]"#;
 
 /// What a device receives from host:port within 3 s of connecting.
 fn banner(ns: &str, port: u16) -> Result<String> {
@@ -49,7 +33,7 @@ fn events<'a>(status: &'a Value, kind: &str, remote_port: u64) -> Vec<&'a Value>
 fn telnet_on_8023_is_blocked_and_tls_on_1883_passes() -> Result<()> {
     let lab = Lab::new(&[CAMERA, LAPTOP])?;
     let (cam, laptop) = (lab.devices[0].clone(), lab.devices[1].clone());
-    let moat = Moat::start(&lab, &lab_config(POLICIES))?;
+    let moat = Moat::start(&lab, &camera_and_laptop(CAMERA_BLOCKS))?;
 
     // Telnet on a port no port-based filter knows: the server's negotiation
     // never reaches the camera; the laptop (open policy) gets the banner.

@@ -6,7 +6,7 @@ use anyhow::Result;
 use moat_tests::{
     cmd::{output, run, sh},
     lab::{Lab, INTERNET_V4, INTERNET_V6},
-    moat::{counter, device, lab_config, traffic},
+    moat::{camera_and_laptop, counter, device, traffic},
     Moat,
 };
 
@@ -14,23 +14,7 @@ const CAMERA: &str = "02:77:00:00:00:01";
 const LAPTOP: &str = "02:77:00:00:00:02";
 const STRANGER: &str = "02:77:00:00:00:63";
 
-const POLICIES: &str = r#"
-[policies.camera]
-block = ["telnet"]
-
-[policies.open]
-block = []
-
-[[devices]]
-mac = "02:77:00:00:00:01"
-name = "camera"
-policy = "camera"
-
-[[devices]]
-mac = "02:77:00:00:00:02"
-name = "laptop"
-policy = "open"
-"#;
+const CAMERA_BLOCKS: &str = r#"["telnet"]"#;
 
 /// True when a TCP connection from `ns` to host:port is established within 2 s.
 fn connects(ns: &str, host: &str, port: u16) -> Result<bool> {
@@ -69,7 +53,7 @@ fn telnet_blocked_per_device_policy_on_real_traffic() -> Result<()> {
     for d in [&cam, &stranger] {
         count_telnet_syns(&d.ns)?;
     }
-    let mut moat = Moat::start(&lab, &lab_config(POLICIES))?;
+    let mut moat = Moat::start(&lab, &camera_and_laptop(CAMERA_BLOCKS))?;
 
     // The camera reaches the web but not telnet, on either port or family.
     let body = run(Some(&cam.ns), &["curl", "-sS", "--max-time", "5", &format!("http://{INTERNET_V4}/")])?;
@@ -127,7 +111,7 @@ fn counters_match_the_packets_a_device_sent() -> Result<()> {
     // Nothing but our pings may leave the device: no IPv6 (ND, MLD), no ARP.
     sh(&cam.ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.eth0.disable_ipv6=1")?;
     lab.static_neighbours(&cam)?;
-    let moat = Moat::start(&lab, &lab_config(POLICIES))?;
+    let moat = Moat::start(&lab, &camera_and_laptop(CAMERA_BLOCKS))?;
 
     let before = moat.status()?;
     let tx_before = lab.tx_packets(&cam)?;
@@ -157,7 +141,7 @@ fn wan_initiated_connections_are_dropped() -> Result<()> {
     lab.spawn(&laptop.ns, &["nc", "-lk", "8080"], "listener")?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(connects(&inet, &laptop.ipv4, 8080)?, "without moat the internet reaches the device");
-    let _moat = Moat::start(&lab, &lab_config(POLICIES))?;
+    let _moat = Moat::start(&lab, &camera_and_laptop(CAMERA_BLOCKS))?;
     assert!(!connects(&inet, &laptop.ipv4, 8080)?, "with moat WAN-initiated connections are dropped");
     assert!(!connects(&inet, &laptop.ipv6, 8080)?, "also over IPv6");
     // Connections the device starts still work, replies included.
