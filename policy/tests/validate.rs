@@ -163,3 +163,40 @@ fn missing_file_is_an_error_not_a_panic() {
     let err = Config::load(Path::new("/nonexistent/moat.toml")).err().map(|d| d.to_string()).unwrap_or_default();
     assert!(err.starts_with("/nonexistent/moat.toml:0:0: cannot read config"), "{err}");
 }
+
+#[test]
+fn classifier_sizes_and_quarantine() {
+    let cfg = parse(GOOD).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.classifier.max_devices, cfg.classifier.flow_table_size), (1024, 65536), "defaults");
+    let sized = format!("{GOOD}\n[classifier]\nmax_devices = 4096\nflow_table_size = 1024\n");
+    let cfg = parse(&sized).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.classifier.max_devices, cfg.classifier.flow_table_size), (4096, 1024));
+    let bad = format!("{GOOD}\n[classifier]\nmax_devices = 1\n");
+    assert_eq!(only_error(&bad), "26:15: `max_devices` = 1 is out of range");
+    let bad = format!("{GOOD}\n[classifier]\nflow_table_size = 99999999999\n");
+    assert_eq!(only_error(&bad), "26:19: `flow_table_size` = 99999999999 is out of range");
+    let bad = format!("{GOOD}\n[classifier]\nflows = 5\n");
+    assert!(only_error(&bad).starts_with("26:1: unknown field `flows`"), "{}", only_error(&bad));
+    // Two device slots: one for unknown devices, one for a listed device.
+    let tight = format!("{GOOD}\n[classifier]\nmax_devices = 2\n");
+    let e = only_error(&tight);
+    assert!(e.starts_with("20:1: too many devices: 2 (at most 1)"), "{e}");
+
+    let jail = GOOD.replace("[policies.open]", "[policies.open]\nquarantine = true");
+    let cfg = parse(&jail).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.policy_of(&cfg.devices[1]).quarantine);
+    assert!(!cfg.policy_of(&cfg.devices[0]).quarantine);
+}
+
+#[test]
+fn every_classifier_class_is_blockable() {
+    for name in class::NAMES.iter().filter(|n| **n != "other") {
+        let text = GOOD.replace(
+            "block = [\"telnet\"]\n\n[policies.quarantine]",
+            &format!("block = [\"{name}\"]\n\n[policies.quarantine]"),
+        );
+        let cfg = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = class::from_name(name).map(class::bit);
+        assert_eq!(Some(cfg.policy_of(&cfg.devices[0]).blocked_classes), want, "{name}");
+    }
+}
