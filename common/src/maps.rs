@@ -14,6 +14,11 @@ pub const DROP_REASONS: &str = "DROP_REASONS";
 pub const HEALTH: &str = "HEALTH";
 /// [`FlowKey`] → [`FlowValue`] (LRU hash).
 pub const FLOWS: &str = "FLOWS";
+/// Flows dropped for their class (LRU hash FlowKey → class): a flow evicted
+/// from `FLOWS` gets its class back from here, so eviction cannot turn a
+/// blocked flow's mid-stream packets into an unrecognised, allowed flow.
+pub const BLOCKED_FLOWS: &str = "BLOCKED_FLOWS";
+pub const BLOCKED_FLOWS_SIZE: u32 = 8192;
 /// Unknown MACs already reported (LRU hash MacKey → first-seen ns).
 pub const UNKNOWN_SEEN: &str = "UNKNOWN_SEEN";
 /// Events to user space (ring buffer of [`crate::event`] records).

@@ -183,6 +183,14 @@ impl Kernel {
         self.flows.iter().filter_map(Result::ok).collect()
     }
 
+    /// Flows remembered as blocked (their class survives eviction from FLOWS).
+    pub fn blocked_flows(&self) -> Result<Vec<(FlowKey, u8)>, KernelError> {
+        let map =
+            self.ebpf.map(m::BLOCKED_FLOWS).ok_or(KernelError::Missing { what: "map", name: m::BLOCKED_FLOWS })?;
+        let blocked: HashMap<&MapData, FlowKey, u8> = HashMap::try_from(map).map_err(map_err(m::BLOCKED_FLOWS))?;
+        Ok(blocked.iter().filter_map(Result::ok).collect())
+    }
+
     /// Number of flows in the table.
     pub fn flow_count(&self) -> usize {
         self.flows.keys().filter(Result::is_ok).count()

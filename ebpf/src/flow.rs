@@ -5,7 +5,7 @@ use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::TcContext}
 use moat_common::{
     class::{self, dir, Class},
     classify::{self, IPPROTO_TCP, SAMPLE_LEN},
-    maps::FLOW_CLASSIFIED,
+    maps::{FLOW_BLOCKED, FLOW_CLASSIFIED},
     reason, Counter, DeviceEntry, FlowKey, FlowValue,
 };
 
@@ -65,15 +65,22 @@ pub fn track(existing: Option<&'static mut FlowValue>, k: &FlowKey, p: &Packet, 
     }
     let hint = if p.proto == IPPROTO_TCP { classify::tcp_port_hint(k.remote_port) } else { class::OTHER };
     let mut v = FlowValue { first_seen_ns: now, last_seen_ns: now, class: hint, ..Default::default() };
+    // A flow blocked before and since evicted keeps its class.
+    // SAFETY: the value is copied out at once.
+    let remembered = unsafe { maps::BLOCKED_FLOWS.get(k) }.copied();
+    if let Some(c) = remembered {
+        v.class = c;
+        v.flags = FLOW_CLASSIFIED | FLOW_BLOCKED;
+    }
     cache_device(&mut v, dev, mac, gen);
     v.traffic[d & 1] = Counter { packets: 1, bytes: len };
     if maps::FLOWS.insert(k, v, 0).is_err() {
         maps::health(reason::HEALTH_FLOW_INSERT_FAILED);
     }
-    if p.payload_len > 0 {
-        Tracked::Classify(hint)
-    } else {
-        Tracked::Class(hint)
+    match remembered {
+        Some(c) => Tracked::Class(c),
+        None if p.payload_len > 0 => Tracked::Classify(hint),
+        None => Tracked::Class(hint),
     }
 }
 

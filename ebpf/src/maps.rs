@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use moat_common::{
     class::{self, Class},
-    maps::{EVENTS_BYTES, FLOW_TABLE_SIZE, MAX_DEVICES, UNKNOWN_SEEN_SIZE},
+    maps::{BLOCKED_FLOWS_SIZE, EVENTS_BYTES, FLOW_TABLE_SIZE, MAX_DEVICES, UNKNOWN_SEEN_SIZE},
     reason, DeviceEntry, DeviceStats, FlowKey, FlowValue, MacKey,
 };
 
@@ -27,6 +27,9 @@ static HEALTH: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::HEALTH_C
 
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
+
+#[map]
+pub static BLOCKED_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(BLOCKED_FLOWS_SIZE, 0);
 
 #[map]
 pub static UNKNOWN_SEEN: LruHashMap<MacKey, u64> = LruHashMap::with_max_entries(UNKNOWN_SEEN_SIZE, 0);

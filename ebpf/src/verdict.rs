@@ -68,6 +68,9 @@ fn report_block_once(k: &FlowKey, f: &Facts<'_>, class: Class, why: u32) {
         }
         v.flags |= FLOW_BLOCKED;
     }
+    if why == reason::BLOCKED_CLASS {
+        let _ = maps::BLOCKED_FLOWS.insert(k, class, 0);
+    }
     events::flow(event::BLOCKED, class, why as u8, f.dir, f.dev.id, &f.mac, k);
 }
 

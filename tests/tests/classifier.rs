@@ -534,3 +534,30 @@ fn policy_changes_apply_to_established_flows_and_the_cache_is_per_mac() {
     lab.k.sync_devices(&cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lab.out(&next), TC_ACT_OK, "and so does changing it back");
 }
+
+#[test]
+fn eviction_from_a_full_flow_table_does_not_unblock_a_flow() {
+    let mut cfg = config(None);
+    cfg.classifier.flow_table_size = 256;
+    let mut lab = kernel(&cfg);
+    let iac = flow_frame(BLOCKER, Way::In, Net::V4, TCP, 47000, 8023, TELNET_IAC);
+    assert_eq!(lab.way(Way::In, &iac).0, TC_ACT_SHOT, "telnet on 8023 blocked");
+    let remembered = lab.k.blocked_flows().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(remembered.len(), 1, "the blocked flow is remembered");
+    assert_eq!((remembered[0].0.remote_port, remembered[0].1), (8023, class::TELNET));
+    for port in 0..2000 {
+        assert_eq!(lab.out(&flow_frame(ALLOWER, Way::Out, Net::V4, TCP, 10000 + port, 443, CLIENT_HELLO)), TC_ACT_OK);
+    }
+    let flows = lab.k.flows();
+    assert!(flows.len() <= 256, "the table is bounded: {}", flows.len());
+    assert!(
+        !flows.iter().any(|(k, _)| k.remote_port == 8023),
+        "the telnet flow was evicted (else this test proves nothing)"
+    );
+    // Mid-stream bytes that look like nothing in particular: without memory of
+    // the block they would classify as `other` and pass.
+    let mid = flow_frame(BLOCKER, Way::Out, Net::V4, TCP, 47000, 8023, b"root\r\n");
+    assert_eq!(lab.out(&mid), TC_ACT_SHOT, "an evicted blocked flow stays blocked");
+    let mid_allowed = flow_frame(ALLOWER, Way::Out, Net::V4, TCP, 10000, 443, b"\x17\x03\x03\x00\x05hello");
+    assert_eq!(lab.out(&mid_allowed), TC_ACT_OK, "an evicted allowed flow stays allowed");
+}
