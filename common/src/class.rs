@@ -19,9 +19,10 @@ pub const SSDP: Class = 10;
 pub const MDNS: Class = 11;
 pub const RTSP: Class = 12;
 pub const QUIC: Class = 13;
+pub const TFTP: Class = 14;
 
 /// Number of classes; the size of per-class arrays.
-pub const COUNT: usize = 14;
+pub const COUNT: usize = 15;
 
 /// Slots in per-class arrays: a power of two, so kernel code can bound an
 /// index with `& (SLOTS - 1)`, which the verifier understands.
@@ -29,8 +30,10 @@ pub const SLOTS: usize = 16;
 const _: () = assert!(COUNT <= SLOTS && SLOTS.is_power_of_two());
 
 /// Class names as they appear in config files and reports, indexed by class number.
-pub const NAMES: [&str; COUNT] =
-    ["other", "tls", "http", "mqtt", "telnet", "ftp", "ssh", "dns", "dhcp", "ntp", "ssdp", "mdns", "rtsp", "quic"];
+pub const NAMES: [&str; COUNT] = [
+    "other", "tls", "http", "mqtt", "telnet", "ftp", "ssh", "dns", "dhcp", "ntp", "ssdp", "mdns", "rtsp", "quic",
+    "tftp",
+];
 
 // blocked_classes is a u32 bitmask.
 const _: () = assert!(COUNT <= 32);
@@ -94,6 +97,7 @@ mod tests {
             (MDNS, "mdns"),
             (RTSP, "rtsp"),
             (QUIC, "quic"),
+            (TFTP, "tftp"),
         ];
         assert_eq!(pairs.len(), COUNT);
         for (c, n) in pairs {

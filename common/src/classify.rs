@@ -206,6 +206,10 @@ fn udp(w: &Words<'_>) -> Class {
         class::NTP
     } else if w.is(pat(b"M-SEARCH ")) | w.is(pat(b"NOTIFY * ")) | (w.port(1900) & w.is(pat(b"HTTP/1.1 "))) {
         class::SSDP
+    } else if (w.s.dst_port == 69) & (w.is(pat(&[0, 1])) | w.is(pat(&[0, 2]))) {
+        // TFTP read/write request to the server port (the transfer itself
+        // moves to other ports; blocking the request stops it).
+        class::TFTP
     } else if is_quic_long_header(w) {
         class::QUIC
     } else {

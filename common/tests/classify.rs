@@ -120,6 +120,10 @@ fn udp_classes() {
     quic[4] = 2;
     assert_eq!(udp(40000, 443, &quic), class::OTHER, "unknown QUIC version");
     assert_eq!(udp(40000, 443, &[0x43, 0, 0, 0, 1]), class::OTHER, "short header is not classified");
+    assert_eq!(udp(40000, 69, b"\x00\x01firmware.bin\x00octet\x00"), class::TFTP, "TFTP read request");
+    assert_eq!(udp(40000, 69, b"\x00\x02upload.bin\x00octet\x00"), class::TFTP, "TFTP write request");
+    assert_eq!(udp(40000, 69, b"\x00\x03data"), class::OTHER, "a DATA packet is not a request");
+    assert_eq!(udp(69, 40000, b"\x00\x01x\x00octet\x00"), class::OTHER, "only requests to port 69");
 }
 
 #[test]

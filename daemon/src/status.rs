@@ -117,7 +117,7 @@ pub fn collect(kernel: &Kernel, cfg: &Config, events: &Events, seq: u64) -> Resu
         let s = kernel.device_stats(d.id)?;
         devices.push(report(&d.name, d.id, d.mac.to_string(), &d.policy, &cfg.policy_of(d), &s));
     }
-    let unknown_name = cfg.gateway.unknown_policy.as_deref().unwrap_or("(built-in)");
+    let unknown_name = cfg.gateway.unknown_policy.as_str();
     let s = kernel.device_stats(UNKNOWN_DEVICE_ID)?;
     devices.push(report("unknown", UNKNOWN_DEVICE_ID, String::new(), unknown_name, &cfg.unknown_policy(), &s));
     let named = |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();

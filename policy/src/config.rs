@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use moat_common::class;
 
-use crate::{diag::Source, mac::MacAddr, raw::RawConfig, Diagnostic, Diagnostics};
+use crate::{diag::Source, mac::MacAddr, model::Policy, raw::RawConfig, Diagnostic, Diagnostics};
 
 /// Where runtime files (the status snapshot) go when the config does not say.
 pub const DEFAULT_RUN_DIR: &str = "/run/moat";
@@ -17,8 +17,10 @@ pub struct Gateway {
     /// WAN-side interface: new inbound connections from it are dropped.
     pub wan: String,
     pub run_dir: String,
-    /// Policy for MACs not listed; `None` = [`builtin_unknown_policy`].
-    pub unknown_policy: Option<String>,
+    /// Policy for MACs not listed (default: the built-in `quarantine`).
+    pub unknown_policy: String,
+    /// Shortest life of a DNS-learned address, seconds.
+    pub dns_ttl_floor: u32,
 }
 
 /// Kernel table sizes.
@@ -36,31 +38,15 @@ impl Default for Classifier {
     }
 }
 
-/// A named policy.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Policy {
-    /// Classes dropped for devices with this policy, as a `class::bit` mask.
-    pub blocked_classes: u32,
-    /// Drop everything but DHCP, DNS and ICMPv6.
-    pub quarantine: bool,
-}
+/// Name of the built-in policy for unknown devices (used unless the config
+/// defines a policy of that name itself).
+pub const QUARANTINE: &str = "quarantine";
 
-impl Policy {
-    /// Names of the blocked classes, in class order.
-    pub fn blocked_names(&self) -> Vec<&'static str> {
-        (0..class::COUNT as u8).filter(|c| self.blocked_classes & class::bit(*c) != 0).map(class::name).collect()
-    }
-}
+/// Classes blocked for every device when the config has no `[defaults] block`.
+pub const DEFAULT_BLOCKED: [class::Class; 3] = [class::TELNET, class::FTP, class::TFTP];
 
-/// Classes moat treats as insecure in clear text: blocked for unknown devices
-/// when the config names no `unknown_policy`.
-pub const INSECURE_CLASSES: [class::Class; 3] = [class::TELNET, class::FTP, class::MQTT];
-
-/// The unknown-device policy when the config names none.
-pub fn builtin_unknown_policy() -> Policy {
-    let blocked_classes = INSECURE_CLASSES.iter().fold(0, |m, c| m | class::bit(*c));
-    Policy { blocked_classes, quarantine: false }
-}
+/// Default `dns_ttl_floor`, seconds.
+pub const DEFAULT_DNS_TTL_FLOOR: u32 = 120;
 
 /// A known device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +56,7 @@ pub struct Device {
     pub policy: String,
     /// Kernel-side id (index of the device's counters), 1-based.
     pub id: u32,
+    pub tags: Vec<String>,
 }
 
 /// A whole, valid configuration.
@@ -77,6 +64,8 @@ pub struct Device {
 pub struct Config {
     pub gateway: Gateway,
     pub classifier: Classifier,
+    /// Classes blocked for everyone (already merged into every policy).
+    pub defaults_blocked: u32,
     pub policies: BTreeMap<String, Policy>,
     pub devices: Vec<Device>,
 }
@@ -108,10 +97,7 @@ impl Config {
 
     /// The policy applied to devices not in the config.
     pub fn unknown_policy(&self) -> Policy {
-        match &self.gateway.unknown_policy {
-            Some(name) => self.policies.get(name).cloned().unwrap_or_default(),
-            None => builtin_unknown_policy(),
-        }
+        self.policies.get(&self.gateway.unknown_policy).cloned().unwrap_or_else(Policy::quarantine)
     }
 
     /// The policy of a device (validation guarantees it exists).

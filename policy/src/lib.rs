@@ -7,10 +7,14 @@
 pub mod config;
 pub mod diag;
 pub mod mac;
+pub mod model;
+pub mod net;
 pub mod nft;
 mod raw;
 mod validate;
+mod validate_policy;
 
-pub use config::{Classifier, Config, Device, Gateway, Policy};
+pub use config::{Classifier, Config, Device, Gateway};
 pub use diag::{Diagnostic, Diagnostics};
 pub use mac::MacAddr;
+pub use model::Policy;

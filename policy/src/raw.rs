@@ -13,7 +13,9 @@ pub struct RawConfig {
     #[serde(default)]
     pub classifier: Option<Spanned<RawClassifier>>,
     #[serde(default)]
-    pub policies: BTreeMap<Spanned<String>, RawPolicy>,
+    pub defaults: Option<Spanned<RawDefaults>>,
+    #[serde(default)]
+    pub policies: BTreeMap<Spanned<String>, Spanned<RawPolicy>>,
     #[serde(default)]
     pub devices: Vec<Spanned<RawDevice>>,
 }
@@ -28,6 +30,9 @@ pub struct RawGateway {
     /// Policy for devices not listed in `[[devices]]`.
     #[serde(default)]
     pub unknown_policy: Option<Spanned<String>>,
+    /// Shortest life of a DNS-learned address, seconds.
+    #[serde(default)]
+    pub dns_ttl_floor: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,11 +46,53 @@ pub struct RawClassifier {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Classes blocked for every device, whatever its policy.
+    #[serde(default)]
+    pub block: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     #[serde(default)]
     pub block: Vec<Spanned<String>>,
     #[serde(default)]
     pub quarantine: bool,
+    #[serde(default)]
+    pub internet: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<RawAllow>>,
+    #[serde(default)]
+    pub lan: Option<Spanned<String>>,
+    #[serde(default)]
+    pub services: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub inbound: Vec<Spanned<RawInbound>>,
+    #[serde(default)]
+    pub rate_limit_kbps: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    #[serde(default)]
+    pub domain: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cidr: Option<Spanned<String>>,
+    #[serde(default)]
+    pub proto: Option<Spanned<String>>,
+    /// Numbers or "low-high" strings.
+    #[serde(default)]
+    pub ports: Option<Vec<Spanned<toml::Value>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInbound {
+    #[serde(default)]
+    pub proto: Option<Spanned<String>>,
+    pub port: Spanned<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,4 +101,6 @@ pub struct RawDevice {
     pub mac: Spanned<String>,
     pub name: Spanned<String>,
     pub policy: Spanned<String>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
 }

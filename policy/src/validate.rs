@@ -7,10 +7,13 @@ use moat_common::class;
 use toml::Spanned;
 
 use crate::{
-    config::{Classifier, Config, Device, Gateway, Policy, DEFAULT_RUN_DIR},
+    config::{
+        Classifier, Config, Device, Gateway, DEFAULT_BLOCKED, DEFAULT_DNS_TTL_FLOOR, DEFAULT_RUN_DIR, QUARANTINE,
+    },
     diag::Source,
     mac::MacAddr,
-    raw::{RawClassifier, RawConfig, RawDevice, RawGateway, RawPolicy},
+    model::Policy,
+    raw::{RawClassifier, RawConfig, RawDefaults, RawDevice, RawGateway},
     Diagnostic, Diagnostics,
 };
 
@@ -18,25 +21,26 @@ use crate::{
 const MAX_IFNAME: usize = 15;
 const MAX_NAME: usize = 64;
 
-struct Checker<'a> {
-    src: &'a Source<'a>,
-    errors: Vec<Diagnostic>,
+pub(crate) struct Checker<'a> {
+    pub src: &'a Source<'a>,
+    pub errors: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: Option<String>) {
+    pub fn err<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(self.src.at(at.span(), message, hint));
     }
 }
 
 pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagnostics> {
     let mut c = Checker { src, errors: Vec::new() };
-    let policies = policies(&mut c, &raw.policies);
+    let defaults_blocked = defaults(&mut c, raw.defaults.as_ref());
+    let policies = crate::validate_policy::policies(&mut c, &raw.policies, defaults_blocked);
     let gateway = gateway(&mut c, &raw.gateway, &policies);
     let classifier = classifier(&mut c, raw.classifier.as_ref());
     let devices = devices(&mut c, &raw.devices, &policies, classifier.max_devices);
     if c.errors.is_empty() {
-        Ok(Config { gateway, classifier, policies, devices })
+        Ok(Config { gateway, classifier, defaults_blocked, policies, devices })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))
@@ -73,35 +77,20 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
         lan: raw.lan.get_ref().clone(),
         wan: raw.wan.get_ref().clone(),
         run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
-        unknown_policy: raw.unknown_policy.as_ref().map(|p| p.get_ref().clone()),
+        unknown_policy: raw.unknown_policy.as_ref().map_or_else(|| QUARANTINE.to_string(), |p| p.get_ref().clone()),
+        dns_ttl_floor: bounded(c, raw.dns_ttl_floor.as_ref(), "dns_ttl_floor", (0, 86_400), DEFAULT_DNS_TTL_FLOOR),
     }
 }
 
-fn policies(c: &mut Checker<'_>, raw: &BTreeMap<Spanned<String>, RawPolicy>) -> BTreeMap<String, Policy> {
-    let mut out = BTreeMap::new();
-    for (name, p) in raw {
-        check_name(c, name, "policy");
-        let mut blocked = 0u32;
-        for entry in &p.block {
-            match class::from_name(entry.get_ref()) {
-                Some(cl) if cl != class::OTHER => blocked |= class::bit(cl),
-                _ => c.err(
-                    entry,
-                    format!("unknown traffic class {:?} in `block`", entry.get_ref()),
-                    Some(format!("blockable classes: {}", blockable_classes())),
-                ),
-            }
-        }
-        out.insert(name.get_ref().clone(), Policy { blocked_classes: blocked, quarantine: p.quarantine });
+/// `[defaults] block`: classes blocked for everyone (telnet, ftp, tftp if absent).
+fn defaults(c: &mut Checker<'_>, raw: Option<&Spanned<RawDefaults>>) -> u32 {
+    match raw.and_then(|d| d.get_ref().block.as_ref()) {
+        Some(list) => crate::validate_policy::classes(c, list, "block"),
+        None => DEFAULT_BLOCKED.iter().fold(0, |m, cl| m | class::bit(*cl)),
     }
-    out
 }
 
-fn blockable_classes() -> String {
-    class::NAMES.iter().filter(|n| **n != "other").copied().collect::<Vec<_>>().join(", ")
-}
-
-fn check_name(c: &mut Checker<'_>, name: &Spanned<String>, what: &str) {
+pub(crate) fn check_name(c: &mut Checker<'_>, name: &Spanned<String>, what: &str) {
     let n = name.get_ref();
     if n.is_empty() || n.len() > MAX_NAME || n.chars().any(char::is_control) {
         c.err(name, format!("{what} name {n:?} must be 1 to {MAX_NAME} printable characters"), None);
@@ -125,7 +114,13 @@ const DEVICES_RANGE: (i64, i64) = (2, 1 << 20);
 /// Flow table: small routers to big hubs.
 const FLOWS_RANGE: (i64, i64) = (256, 1 << 22);
 
-fn bounded(c: &mut Checker<'_>, v: Option<&Spanned<i64>>, key: &str, (lo, hi): (i64, i64), default: u32) -> u32 {
+pub(crate) fn bounded(
+    c: &mut Checker<'_>,
+    v: Option<&Spanned<i64>>,
+    key: &str,
+    (lo, hi): (i64, i64),
+    default: u32,
+) -> u32 {
     let Some(v) = v else { return default };
     let n = *v.get_ref();
     if n < lo || n > hi {
@@ -197,7 +192,17 @@ fn devices(
             );
         }
         let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        out.push(Device { mac, name: d.name.get_ref().clone(), policy: d.policy.get_ref().clone(), id });
+        let tags = d.tags.iter().map(|t| tag(c, t)).collect();
+        out.push(Device { mac, name: d.name.get_ref().clone(), policy: d.policy.get_ref().clone(), id, tags });
     }
     out
+}
+
+fn tag(c: &mut Checker<'_>, t: &Spanned<String>) -> String {
+    let v = t.get_ref();
+    let ok = !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        c.err(t, format!("bad tag {v:?}"), Some("1 to 32 letters, digits, '-' or '_'".into()));
+    }
+    v.clone()
 }

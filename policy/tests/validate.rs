@@ -58,20 +58,32 @@ fn good_config_is_modelled() {
     assert_eq!(cfg.devices[0].mac, MacAddr([2, 0x77, 0, 0, 0, 1]));
     assert_eq!(cfg.devices[1].mac, MacAddr([2, 0x77, 0, 0, 0, 2]));
     assert_eq!((cfg.devices[0].id, cfg.devices[1].id), (1, 2), "ids are 1-based, 0 is unknown");
-    assert_eq!(cfg.policy_of(&cfg.devices[0]).blocked_classes, class::bit(class::TELNET));
-    assert_eq!(cfg.policy_of(&cfg.devices[1]).blocked_classes, 0);
-    assert_eq!(cfg.unknown_policy().blocked_classes, class::bit(class::TELNET));
+    let defaults = class::bit(class::TELNET) | class::bit(class::FTP) | class::bit(class::TFTP);
+    assert_eq!(cfg.defaults_blocked, defaults, "telnet, ftp and tftp are blocked for everyone by default");
+    assert_eq!(cfg.policy_of(&cfg.devices[0]).blocked_classes, defaults);
+    assert_eq!(cfg.policy_of(&cfg.devices[1]).blocked_classes, defaults, "even an open policy gets the defaults");
+    assert_eq!(cfg.unknown_policy().blocked_classes, defaults);
+    assert_eq!(cfg.devices[0].tags, Vec::<String>::new());
+    assert_eq!(cfg.gateway.dns_ttl_floor, 120);
 }
 
 #[test]
-fn unknown_policy_defaults_to_blocking_telnet() {
-    let text = GOOD.replace("unknown_policy = \"quarantine\"\n", "");
+fn unknown_devices_are_quarantined_by_default() {
+    let text = GOOD
+        .replace("unknown_policy = \"quarantine\"\n", "")
+        .replace("[policies.quarantine]\nblock = [\"telnet\"]\n", "");
     let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.gateway.unknown_policy, None);
-    let insecure = class::bit(class::TELNET) | class::bit(class::FTP) | class::bit(class::MQTT);
-    assert_eq!(cfg.unknown_policy().blocked_classes, insecure, "built-in: telnet, ftp, mqtt");
-    let open = GOOD.replace("\"quarantine\"\n\n[policies.camera]", "\"open\"\n\n[policies.camera]");
-    assert_eq!(parse(&open).map(|c| c.unknown_policy().blocked_classes), Ok(0));
+    assert_eq!(cfg.gateway.unknown_policy, "quarantine");
+    let q = cfg.unknown_policy();
+    assert!(q.quarantine, "built-in quarantine policy");
+    assert_eq!(q.internet, moat_policy::model::Internet::None);
+    assert_eq!(q.lan, moat_policy::model::Lan::Isolated);
+    let services: Vec<&str> = q.services.iter().map(|s| s.name()).collect();
+    assert_eq!(services, ["dns", "dhcp"]);
+    assert!(cfg.policies.contains_key("quarantine"), "the built-in policy can be named by devices too");
+    let none = format!("{text}\n[defaults]\nblock = []\n");
+    let cfg = parse(&none).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.policy_of(&cfg.devices[1]).blocked_classes, 0, "[defaults] block = [] blocks nothing globally");
 }
 
 #[test]
@@ -79,7 +91,7 @@ fn unknown_key_is_located() {
     let text = GOOD.replace("wan = \"wan0\"", "wan = \"wan0\"\nlna = \"x\"");
     assert_eq!(
         only_error(&text),
-        "5:1: unknown field `lna`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`"
+        "5:1: unknown field `lna`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `dns_ttl_floor`"
     );
     let text = GOOD.replace("name = \"camera\"", "name = \"camera\"\ncolour = \"red\"");
     assert!(only_error(&text).starts_with("18:1: unknown field `colour`"), "{}", only_error(&text));
@@ -196,7 +208,7 @@ fn every_classifier_class_is_blockable() {
             &format!("block = [\"{name}\"]\n\n[policies.quarantine]"),
         );
         let cfg = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let want = class::from_name(name).map(class::bit);
+        let want = class::from_name(name).map(|c| class::bit(c) | cfg.defaults_blocked);
         assert_eq!(Some(cfg.policy_of(&cfg.devices[0]).blocked_classes), want, "{name}");
     }
 }

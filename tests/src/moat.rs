@@ -158,9 +158,10 @@ name = "laptop"
 policy = "open"
 "#;
 
-/// The lab config with `camera` blocking `camera_blocks` and `laptop` open.
+/// The lab config with `camera` blocking `camera_blocks`, `laptop` open, no
+/// classes blocked for everyone, and unknown devices quarantined.
 pub fn camera_and_laptop(camera_blocks: &str) -> String {
     lab_config(&format!(
-        "[policies.camera]\nblock = {camera_blocks}\n\n[policies.open]\nblock = []\n{CAMERA_AND_LAPTOP}"
+        "[defaults]\nblock = []\n\n[policies.camera]\nblock = {camera_blocks}\n\n[policies.open]\nblock = []\n{CAMERA_AND_LAPTOP}"
     ))
 }

@@ -37,7 +37,7 @@ fn config(unknown_policy: Option<&str>) -> Config {
     let unknown = unknown_policy.map(|p| format!("unknown_policy = \"{p}\"\n")).unwrap_or_default();
     let text = format!(
         "[gateway]\nlan = \"br-lan\"\nwan = \"wan0\"\n{unknown}
-[policies.camera]\nblock = [\"telnet\", \"mqtt\"]\n[policies.open]\nblock = []\n[policies.jail]\nquarantine = true\n
+[defaults]\nblock = []\n[policies.camera]\nblock = [\"telnet\", \"mqtt\"]\n[policies.open]\nblock = []\n[policies.jail]\nquarantine = true\n
 [[devices]]\nmac = \"02:77:00:00:00:01\"\nname = \"camera\"\npolicy = \"camera\"
 [[devices]]\nmac = \"02:77:00:00:00:02\"\nname = \"laptop\"\npolicy = \"open\"
 [[devices]]\nmac = \"02:77:00:00:00:03\"\nname = \"suspect\"\npolicy = \"jail\"\n"
@@ -166,6 +166,7 @@ fn corpus() -> Vec<Case> {
         ),
         ("mdns", UDP, 5353, 5353, Way::Out, dns_message(false), class::MDNS),
         ("quic", UDP, 40013, 443, Way::Out, quic, class::QUIC),
+        ("tftp read request", UDP, 40015, 69, Way::Out, b"\x00\x01fw.bin\x00octet\x00".to_vec(), class::TFTP),
         ("unrecognised tcp", TCP, 40014, 9000, Way::Out, b"\x00\x01binary".to_vec(), class::OTHER),
     ]
 }
@@ -494,12 +495,20 @@ fn fragments_ext_headers_and_non_ip() {
 fn unknown_macs_get_the_unknown_policy_in_slot_zero() {
     let cfg = config(None);
     let mut lab = kernel(&cfg);
-    assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_SHOT, "built-in unknown policy blocks telnet");
+    // Built-in unknown policy: quarantine (DHCP and DNS only).
+    assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_SHOT, "telnet");
+    assert_eq!(lab.out(&tcp4(STRANGER, 80)), TC_ACT_SHOT, "http");
+    let dns = flow_frame(STRANGER, Way::Out, Net::V4, UDP, 45001, 53, &dns_message(false));
+    assert_eq!(lab.out(&dns), TC_ACT_OK, "dns");
+    let s = lab.stats(0);
+    assert_eq!((s.total(dir::FROM_DEVICE).packets, s.dropped_by_reason[reason::QUARANTINE as usize]), (3, 2));
+
+    let cfg = config(Some("camera"));
+    let mut lab = kernel(&cfg);
+    assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_SHOT, "unknown_policy = camera blocks telnet");
     let mqtt = flow_frame(STRANGER, Way::Out, Net::V4, TCP, 45000, 1883, MQTT_CONNECT);
     assert_eq!(lab.out(&mqtt), TC_ACT_SHOT, "and plaintext MQTT");
-    assert_eq!(lab.out(&tcp4(STRANGER, 80)), TC_ACT_OK);
-    let s = lab.stats(0);
-    assert_eq!((s.total(dir::FROM_DEVICE).packets, s.dropped()), (3, 2));
+    assert_eq!(lab.out(&tcp4(STRANGER, 80)), TC_ACT_OK, "but not http");
     let cfg = config(Some("open"));
     let mut lab = kernel(&cfg);
     assert_eq!(lab.out(&tcp4(STRANGER, 23)), TC_ACT_OK, "unknown_policy = open lets telnet pass");

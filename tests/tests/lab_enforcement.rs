@@ -66,8 +66,9 @@ fn telnet_blocked_per_device_policy_on_real_traffic() -> Result<()> {
     assert!(connects(&laptop.ns, INTERNET_V4, 23)?, "laptop reaches telnet");
     assert!(connects(&laptop.ns, INTERNET_V6, 2323)?, "laptop reaches telnet over IPv6");
     // An unlisted device gets the built-in unknown policy: telnet blocked.
-    assert!(connects(&stranger.ns, INTERNET_V4, 80)?, "unknown device reaches http");
-    assert!(!connects(&stranger.ns, INTERNET_V4, 23)?, "unknown device telnet blocked");
+    // An unlisted device gets the built-in quarantine policy.
+    assert!(!connects(&stranger.ns, INTERNET_V4, 80)?, "quarantined unknown device: no http");
+    assert!(!connects(&stranger.ns, INTERNET_V4, 23)?, "quarantined unknown device: no telnet");
 
     // What the internet saw.
     assert_eq!(lab.accepted(80, &cam.ipv4), 1);
@@ -91,8 +92,11 @@ fn telnet_blocked_per_device_policy_on_real_traffic() -> Result<()> {
     assert_eq!(counter(lap, "dropped_packets"), 0);
     assert!(traffic(lap, "from_device", "packets") >= 6, "laptop's two connections were counted");
     let unknown = device(&status, "unknown")?;
-    assert_eq!(counter(unknown, "dropped_packets"), telnet_syns_sent(&stranger.ns)?);
-    assert_eq!(status["drop_reasons"]["blocked_class"].as_u64(), Some(cam_syns + telnet_syns_sent(&stranger.ns)?));
+    let stranger_syns = telnet_syns_sent(&stranger.ns)?;
+    assert!(counter(unknown, "dropped_packets") > stranger_syns, "its http and telnet SYNs were all dropped");
+    assert_eq!(unknown["dropped_by_reason"]["quarantine"], counter(unknown, "dropped_packets"));
+    assert_eq!(lab.accepted(80, &stranger.ipv4), 0);
+    assert_eq!(status["drop_reasons"]["blocked_class"].as_u64(), Some(cam_syns));
 
     // A clean stop removes the table and detaches the classifier: telnet
     // from the camera works again.
