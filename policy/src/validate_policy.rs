@@ -10,7 +10,7 @@ use crate::{
     model::{Allow, Inbound, Internet, Lan, Policy, Proto, Service, Target},
     net::{Cidr, DomainPattern, Ports},
     raw::{RawAllow, RawInbound, RawPolicy},
-    validate::{bounded, check_name, Checker},
+    validate::{bounded, Checker},
 };
 
 /// Limits that keep a ruleset reviewable and a transaction small.
@@ -27,7 +27,7 @@ pub(crate) fn policies(
 ) -> BTreeMap<String, Policy> {
     let mut out = BTreeMap::new();
     for (name, p) in raw {
-        check_name(c, name, "policy");
+        policy_name(c, name);
         let mut policy = policy(c, p);
         policy.blocked_classes |= defaults_blocked;
         out.insert(name.get_ref().clone(), policy);
@@ -38,6 +38,21 @@ pub(crate) fn policies(
         q
     });
     out
+}
+
+/// Policy names become nftables identifiers (`pol_NAME`): a letter, then up
+/// to 31 letters, digits, '-' or '_'.
+fn policy_name(c: &mut Checker<'_>, name: &Spanned<String>) {
+    let n = name.get_ref();
+    let first_ok = n.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic());
+    let rest_ok = n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+    if !first_ok || !rest_ok || n.len() > 32 {
+        c.err(
+            name,
+            format!("policy name {n:?} is not allowed"),
+            Some("a letter, then up to 31 letters, digits, '-' or '_'".into()),
+        );
+    }
 }
 
 /// A `block` list as a class bitmask.

@@ -143,3 +143,10 @@ fn inbound_rate_limit_tags_and_defaults_are_checked() {
         "5:10: unknown field `x`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `dns_ttl_floor`"
     );
 }
+
+#[test]
+fn policy_names_become_nft_identifiers() {
+    assert_eq!(error("[policies.\"2cams\"]\n"), "4:11: policy name \"2cams\" is not allowed");
+    assert_eq!(error("[policies.\"cam era\"]\n"), "4:11: policy name \"cam era\" is not allowed");
+    assert!(parse(&format!("{HEAD}[policies.cam-v2_b]\n")).is_ok());
+}

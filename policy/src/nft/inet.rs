@@ -1,0 +1,191 @@
+//! `table inet moat`: LAN→WAN by per-policy chains reached through a verdict
+//! map on the classifier's mark, WAN→LAN only through inbound openings, and
+//! the gateway's own services per policy.
+
+use std::fmt::Write as _;
+
+use super::{dest_set, device_mark, elements, hosts_set, policy_chain, quote, services_chain, TABLE};
+use crate::{
+    model::{Internet, Policy, Proto, Service, Target},
+    Config,
+};
+
+/// How long a learned device address keeps its inbound openings.
+const HOST_TIMEOUT: &str = "1h";
+
+pub(super) fn table(s: &mut String, cfg: &Config) {
+    let _ = writeln!(s, "table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
+    maps(s, cfg);
+    for (name, p) in &cfg.policies {
+        sets(s, name, p);
+    }
+    base_chains(s, cfg);
+    for (name, p) in &cfg.policies {
+        policy_chain_rules(s, name, p);
+        services_chain_rules(s, name, p);
+    }
+    let _ = writeln!(s, "}}");
+}
+
+/// Device mark → policy chain, for traffic to the WAN and to the gateway.
+/// Device 0 (any MAC not configured) gets the unknown-device policy.
+fn maps(s: &mut String, cfg: &Config) {
+    let mut to_wan = vec![format!("{:#010x} : jump {}", device_mark(0), policy_chain(&cfg.gateway.unknown_policy))];
+    let mut lan_in = vec![format!("{:#010x} : jump {}", device_mark(0), services_chain(&cfg.gateway.unknown_policy))];
+    for d in &cfg.devices {
+        to_wan.push(format!("{:#010x} : jump {}", device_mark(d.id), policy_chain(&d.policy)));
+        lan_in.push(format!("{:#010x} : jump {}", device_mark(d.id), services_chain(&d.policy)));
+    }
+    for (name, items) in [("to_wan_policy", to_wan), ("lan_in_policy", lan_in)] {
+        let _ = writeln!(s, "\tmap {name} {{\n\t\ttype mark : verdict{}\n\t}}", elements(&items));
+    }
+}
+
+fn sets(s: &mut String, name: &str, p: &Policy) {
+    if p.internet == Internet::Allowlist {
+        for (family, addr) in [(4u8, "ipv4_addr"), (6, "ipv6_addr")] {
+            let items = static_elements(p, family);
+            let _ = writeln!(
+                s,
+                "\tset {} {{\n\t\ttype {addr} . inet_proto . inet_service\n\t\tflags interval, timeout{}\n\t}}",
+                dest_set(name, family),
+                elements(&items)
+            );
+        }
+    }
+    if !p.inbound.is_empty() {
+        for (family, addr) in [(4u8, "ipv4_addr"), (6, "ipv6_addr")] {
+            let _ = writeln!(
+                s,
+                "\tset {} {{\n\t\ttype {addr}\n\t\tflags timeout\n\t\ttimeout {HOST_TIMEOUT}\n\t}}",
+                hosts_set(name, family)
+            );
+        }
+    }
+    if p.rate_limit_kbps.is_some() {
+        let _ = writeln!(
+            s,
+            "\tset pol_{name}_rate {{\n\t\ttype ether_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t}}"
+        );
+    }
+}
+
+/// CIDR allow entries as set elements (`prefix . proto . ports`).
+fn static_elements(p: &Policy, family: u8) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &p.allow {
+        let Target::Cidr(c) = &a.target else { continue };
+        if c.is_v4() != (family == 4) {
+            continue;
+        }
+        for ports in a.port_ranges() {
+            out.push(format!("{c} . {} . {ports}", a.proto.name()));
+        }
+    }
+    out
+}
+
+fn base_chains(s: &mut String, cfg: &Config) {
+    let (lan, wan) = (quote(&cfg.gateway.lan), quote(&cfg.gateway.wan));
+    let _ = writeln!(
+        s,
+        "\tchain forward {{
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tct state established,related accept
+\t\tct state invalid counter drop comment \"invalid\"
+\t\tiifname {wan} oifname {lan} jump from_wan
+\t\tiifname {lan} oifname {wan} jump to_wan
+\t}}
+\tchain to_wan {{
+\t\tmeta mark & {mask:#010x} vmap @to_wan_policy
+\t\tcounter drop comment \"no moat mark: classifier not running\"
+\t}}",
+        mask = super::DEVICE_MARK_MASK
+    );
+    let _ = writeln!(s, "\tchain from_wan {{");
+    for (name, p) in &cfg.policies {
+        for ib in &p.inbound {
+            let proto = ib.proto.name();
+            for (family, ip) in [(4u8, "ip"), (6, "ip6")] {
+                let set = hosts_set(name, family);
+                let _ =
+                    writeln!(s, "\t\t{ip} daddr @{set} {proto} dport {} accept comment \"{name}: inbound\"", ib.port);
+            }
+        }
+    }
+    let _ = writeln!(s, "\t\tcounter drop comment \"wan-inbound\"\n\t}}");
+    let _ = writeln!(
+        s,
+        "\tchain input {{
+\t\ttype filter hook input priority filter; policy accept;
+\t\tiifname {lan} jump lan_in
+\t}}
+\tchain lan_in {{
+\t\tct state established,related accept
+\t\tmeta l4proto {{ icmp, ipv6-icmp }} accept
+\t\tmeta mark & {mask:#010x} vmap @lan_in_policy
+\t\tcounter drop comment \"no moat mark: classifier not running\"
+\t}}",
+        mask = super::DEVICE_MARK_MASK
+    );
+}
+
+fn policy_chain_rules(s: &mut String, name: &str, p: &Policy) {
+    let _ = writeln!(s, "\tchain {} {{", policy_chain(name));
+    if let Some(kbps) = p.rate_limit_kbps {
+        let kbytes = (kbps / 8).max(1);
+        let _ = writeln!(
+            s,
+            "\t\tupdate @pol_{name}_rate {{ ether saddr limit rate over {kbytes} kbytes/second }} counter drop comment \"{name}: rate limit\""
+        );
+    }
+    match p.internet {
+        Internet::Open => {
+            let _ = writeln!(s, "\t\taccept");
+        }
+        Internet::Allowlist => {
+            let _ = writeln!(s, "\t\tip daddr . meta l4proto . th dport @{} accept", dest_set(name, 4));
+            let _ = writeln!(s, "\t\tip6 daddr . meta l4proto . th dport @{} accept", dest_set(name, 6));
+            let _ = writeln!(s, "\t\tcounter drop comment \"{name}: not on the allowlist\"");
+        }
+        Internet::None => {
+            let _ = writeln!(s, "\t\tcounter drop comment \"{name}: no internet\"");
+        }
+    }
+    let _ = writeln!(s, "\t}}");
+}
+
+/// Ports of each gateway service.
+fn service_ports(svc: Service) -> &'static [(Proto, u16)] {
+    match svc {
+        Service::Dns => &[(Proto::Udp, 53), (Proto::Tcp, 53)],
+        Service::Dhcp => &[(Proto::Udp, 67), (Proto::Udp, 547)],
+        Service::Ntp => &[(Proto::Udp, 123)],
+        Service::Mqtt => &[(Proto::Tcp, 1883), (Proto::Tcp, 8883)],
+        Service::All => &[],
+    }
+}
+
+fn services_chain_rules(s: &mut String, name: &str, p: &Policy) {
+    let _ = writeln!(s, "\tchain {} {{", services_chain(name));
+    if p.services.contains(&Service::All) {
+        let _ = writeln!(s, "\t\taccept\n\t}}");
+        return;
+    }
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let mut ports: Vec<u16> = p
+            .services
+            .iter()
+            .flat_map(|svc| service_ports(*svc))
+            .filter(|(pr, _)| *pr == proto)
+            .map(|(_, port)| *port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let _ = writeln!(s, "\t\t{} dport {{ {} }} accept", proto.name(), list.join(", "));
+        }
+    }
+    let _ = writeln!(s, "\t\tcounter drop comment \"{name}: gateway service not allowed\"\n\t}}");
+}
