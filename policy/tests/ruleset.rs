@@ -24,6 +24,14 @@ fn basic_ruleset() {
 }
 
 #[test]
-fn teardown_only_touches_moats_table() {
-    assert_eq!(nft::teardown(), "table inet moat\ndelete table inet moat\n");
+fn every_policy_element() {
+    golden("policies");
+}
+
+#[test]
+fn teardown_only_touches_moats_tables() {
+    assert_eq!(
+        nft::teardown(),
+        "table inet moat\ndelete table inet moat\ntable bridge moat\ndelete table bridge moat\n"
+    );
 }
