@@ -63,8 +63,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// Takes one raw ring record.
-    pub fn record(&mut self, raw: &[u8]) {
+    /// Takes one raw ring record; returns it decoded.
+    pub fn record(&mut self, raw: &[u8]) -> Option<Event> {
         match decode(raw) {
             Ok(e) => {
                 debug!(kind = e.kind, device = e.device_id, mac = %e.mac, class = e.class, flow = ?e.flow, "event");
@@ -74,11 +74,13 @@ impl Events {
                 if self.recent.len() == RECENT {
                     self.recent.pop_front();
                 }
-                self.recent.push_back(e);
+                self.recent.push_back(e.clone());
+                Some(e)
             }
             Err(err) => {
                 self.undecodable += 1;
                 debug!(error = %err, "undecodable event");
+                None
             }
         }
     }

@@ -3,8 +3,10 @@
 //! reporting counters. `main.rs` is the CLI on top.
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod events;
 pub mod kernel;
+pub mod learn;
 pub mod nft;
 pub mod run;
 pub mod status;

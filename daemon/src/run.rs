@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::{
     events::Events,
     kernel::{Kernel, KernelError, Limits},
+    learn::Learner,
     nft::{self, NftError},
     status,
 };
@@ -68,6 +69,7 @@ async fn serve(kernel: &Kernel, cfg: &Config, ring: RingBuf<MapData>) -> Result<
     #[allow(deprecated)]
     let mut ring = AsyncFd::new(ring).map_err(RunError::Events)?;
     let mut events = Events::default();
+    let mut learn = Learning { cfg, learner: Learner::default(), apply_errors: 0 };
     let mut tick = tokio::time::interval(STATUS_EVERY);
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
     let dir = Path::new(&cfg.gateway.run_dir);
@@ -79,37 +81,55 @@ async fn serve(kernel: &Kernel, cfg: &Config, ring: RingBuf<MapData>) -> Result<
             _ = usr1.recv() => {}
             _ = tick.tick() => {}
             _ = drain_tick.tick() => {
-                drain(ring.get_mut(), &mut events);
+                drain(ring.get_mut(), &mut events, &mut learn);
                 continue;
             }
             ready = ring.readable_mut() => {
                 let mut guard = ready.map_err(RunError::Events)?;
-                drain(guard.get_inner_mut(), &mut events);
+                drain(guard.get_inner_mut(), &mut events, &mut learn);
                 guard.clear_ready();
                 continue;
             }
         }
         // A snapshot includes every event the kernel has produced so far.
-        drain(ring.get_mut(), &mut events);
+        drain(ring.get_mut(), &mut events, &mut learn);
         seq += 1;
-        publish(kernel, cfg, &events, dir, seq);
+        publish(kernel, cfg, &events, &learn, dir, seq);
     }
-    drain(ring.get_mut(), &mut events);
+    drain(ring.get_mut(), &mut events, &mut learn);
     seq += 1;
-    publish(kernel, cfg, &events, dir, seq);
+    publish(kernel, cfg, &events, &learn, dir, seq);
     Ok(())
 }
 
-fn drain(ring: &mut RingBuf<MapData>, events: &mut Events) {
+/// Reads every pending event; what they teach goes to nft in one transaction.
+fn drain(ring: &mut RingBuf<MapData>, events: &mut Events, learn: &mut Learning<'_>) {
+    let mut script = String::new();
     while let Some(item) = ring.next() {
-        events.record(&item);
+        if let Some(e) = events.record(&item) {
+            learn.learner.on_event(learn.cfg, &e, crate::events::payload(&item), &mut script);
+        }
     }
+    if !script.is_empty() {
+        if let Err(e) = nft::apply("learned elements", &script) {
+            learn.apply_errors += 1;
+            warn!(error = %e, "adding learned addresses failed");
+        }
+    }
+}
+
+/// The learning state the event loop carries.
+#[derive(Debug)]
+pub struct Learning<'a> {
+    pub cfg: &'a Config,
+    pub learner: Learner,
+    pub apply_errors: u64,
 }
 
 /// Writes a status snapshot; failures are logged, never fatal (enforcement
 /// does not depend on reporting).
-fn publish(kernel: &Kernel, cfg: &Config, events: &Events, dir: &Path, seq: u64) {
-    match status::collect(kernel, cfg, events, seq) {
+fn publish(kernel: &Kernel, cfg: &Config, events: &Events, learn: &Learning<'_>, dir: &Path, seq: u64) {
+    match status::collect(kernel, cfg, events, learn, seq) {
         Ok(snap) => {
             if let Err(e) = status::write(dir, &snap) {
                 warn!(dir = %dir.display(), error = %e, "writing status snapshot failed");

@@ -38,6 +38,7 @@ pub struct Snapshot {
     pub flows: FlowReport,
     pub events: BTreeMap<&'static str, u64>,
     pub recent_events: Vec<Event>,
+    pub learned: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,7 +112,13 @@ fn report(name: &str, id: u32, mac: String, policy_name: &str, policy: &Policy, 
 }
 
 /// Reads every counter the snapshot holds from the kernel.
-pub fn collect(kernel: &Kernel, cfg: &Config, events: &Events, seq: u64) -> Result<Snapshot, KernelError> {
+pub fn collect(
+    kernel: &Kernel,
+    cfg: &Config,
+    events: &Events,
+    learn: &crate::run::Learning<'_>,
+    seq: u64,
+) -> Result<Snapshot, KernelError> {
     let mut devices = Vec::with_capacity(cfg.devices.len() + 1);
     for d in &cfg.devices {
         let s = kernel.device_stats(d.id)?;
@@ -130,6 +137,14 @@ pub fn collect(kernel: &Kernel, cfg: &Config, events: &Events, seq: u64) -> Resu
         flows: flows(kernel, cfg),
         events: events_report(events),
         recent_events: events.recent.iter().cloned().collect(),
+        learned: [
+            ("dns_addresses", learn.learner.dns_learned),
+            ("dns_unparsed", learn.learner.dns_unparsed),
+            ("hosts", learn.learner.hosts_learned),
+            ("apply_errors", learn.apply_errors),
+        ]
+        .into_iter()
+        .collect(),
     })
 }
 

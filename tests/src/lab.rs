@@ -25,6 +25,11 @@ pub const WAN_IF: &str = "wan0";
 pub const GW_V4: &str = "10.77.0.1";
 pub const GW_V6: &str = "fd77::1";
 pub const INTERNET_V4: &str = "198.51.100.10";
+/// More internet hosts (same servers, other addresses): for allowlist tests.
+pub const INTERNET_V4_B: &str = "198.51.100.20";
+pub const INTERNET_V4_C: &str = "198.51.100.30";
+/// The internet's DNS resolver (dnsmasq, started by `start_resolver`).
+pub const RESOLVER_V4: &str = "198.51.100.53";
 pub const INTERNET_V6: &str = "2001:db8:1::10";
 /// Ports the internet host listens on: HTTP, telnet-like banners (23, 2323,
 /// 8023) and HTTPS (443, and 1883: TLS on the MQTT port).
@@ -110,6 +115,9 @@ impl Lab {
              ip addr add 203.0.113.2/24 dev eth0
              ip addr add 2001:db8:ffff::2/64 dev eth0 nodad
              ip addr add {INTERNET_V4}/32 dev lo
+             ip addr add {INTERNET_V4_B}/32 dev lo
+             ip addr add {INTERNET_V4_C}/32 dev lo
+             ip addr add {RESOLVER_V4}/32 dev lo
              ip addr add {INTERNET_V6}/128 dev lo
              ip route add 10.77.0.0/16 via 203.0.113.1
              ip -6 route add fd77::/64 via 2001:db8:ffff::1"
@@ -169,6 +177,41 @@ impl Lab {
             .context("internet servers did not start")
     }
 
+    /// Starts dnsmasq in `ns` as an authoritative-only DNS server on `listen`,
+    /// answering `records` (dnsmasq options such as `--address=/name/ip` or
+    /// `--cname=alias,target`) with the given TTL.
+    pub fn start_dns(&mut self, ns: &str, listen: &str, records: &[String], ttl: u32, name: &str) -> Result<()> {
+        let mut args: Vec<String> = [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--log-facility=-",
+            "--user=root",
+            "--pid-file",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--listen-address={listen}"));
+        args.push(format!("--local-ttl={ttl}"));
+        args.extend(records.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = ns.to_string();
+        self.spawn(&ns, &refs, name)?;
+        let probe = records
+            .iter()
+            .find_map(|r| r.strip_prefix("--address=/").or_else(|| r.strip_prefix("--host-record=")))
+            .and_then(|r| r.split(['/', ',']).next());
+        let probe = probe.unwrap_or("localhost").to_string();
+        wait_for(Duration::from_secs(10), || {
+            let out = cmd::output(Some(&ns), &["dig", "+short", "+time=1", "+tries=1", &format!("@{listen}"), &probe])?;
+            Ok(out.status.success() && !out.stdout.is_empty())
+        })
+        .with_context(|| format!("dnsmasq on {listen} did not answer"))
+    }
+
     /// Path of the servers' accept log.
     pub fn server_log(&self) -> PathBuf {
         self.dir.join("servers.log")
@@ -211,6 +254,18 @@ impl Lab {
         let s = run(Some(&dev.ns), &["cat", "/sys/class/net/eth0/statistics/tx_packets"])?;
         s.trim().parse().context("parsing tx_packets")
     }
+}
+
+/// True when a TCP connection from `ns` to host:port is established within 2 s.
+pub fn connects(ns: &str, host: &str, port: u16) -> Result<bool> {
+    let family = if host.contains(':') { "-6" } else { "-4" };
+    let out = cmd::output(Some(ns), &["nc", family, "-z", "-w", "2", host, &port.to_string()])?;
+    Ok(out.status.success())
+}
+
+/// True when `ping -c 1` from `ns` to `host` gets a reply within 1 s.
+pub fn pings(ns: &str, host: &str) -> Result<bool> {
+    Ok(cmd::output(Some(ns), &["ping", "-c", "1", "-W", "1", "-q", host])?.status.success())
 }
 
 /// Polls `f` every 50 ms until it returns true or `limit` passes.

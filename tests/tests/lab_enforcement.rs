@@ -5,7 +5,7 @@
 use anyhow::Result;
 use moat_tests::{
     cmd::{output, run, sh},
-    lab::{Lab, INTERNET_V4, INTERNET_V6},
+    lab::{connects, Lab, INTERNET_V4, INTERNET_V6},
     moat::{camera_and_laptop, counter, device, traffic},
     Moat,
 };
@@ -15,13 +15,6 @@ const LAPTOP: &str = "02:77:00:00:00:02";
 const STRANGER: &str = "02:77:00:00:00:63";
 
 const CAMERA_BLOCKS: &str = r#"["telnet"]"#;
-
-/// True when a TCP connection from `ns` to host:port is established within 2 s.
-fn connects(ns: &str, host: &str, port: u16) -> Result<bool> {
-    let family = if host.contains(':') { "-6" } else { "-4" };
-    let out = output(Some(ns), &["nc", family, "-z", "-w", "2", host, &port.to_string()])?;
-    Ok(out.status.success())
-}
 
 /// Counts SYNs a device sends to telnet ports, with nft in the device's own
 /// namespace: the independent truth the classifier's drop counter must match.
