@@ -8,5 +8,6 @@ pub mod events;
 pub mod kernel;
 pub mod learn;
 pub mod nft;
+pub mod reload;
 pub mod run;
 pub mod status;

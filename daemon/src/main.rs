@@ -68,12 +68,12 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
-            run(cfg)
+            run(cfg, config)
         }
     }
 }
 
-fn run(cfg: Config) -> ExitCode {
+fn run(cfg: Config, path: PathBuf) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,7 +81,7 @@ fn run(cfg: Config) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match rt.block_on(moat::run::run(cfg)) {
+    match rt.block_on(moat::run::run(cfg, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "moat stopped");

@@ -4,7 +4,7 @@
 //! attached, and the nft table is in place before we report ready, so there is
 //! no moment where a configured device is treated as unknown.
 
-use std::{path::Path, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use moat_policy::{nft as ruleset, Config};
@@ -12,14 +12,14 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     events::Events,
     kernel::{Kernel, KernelError, Limits},
     learn::Learner,
     nft::{self, NftError},
-    status,
+    reload, status,
 };
 
 /// How often the status snapshot is refreshed.
@@ -40,8 +40,9 @@ pub enum RunError {
     Events(std::io::Error),
 }
 
-/// Enforces `cfg` until SIGTERM/SIGINT, then removes what it installed.
-pub async fn run(cfg: Config) -> Result<(), RunError> {
+/// Enforces the config at `path` (already loaded as `cfg`) until
+/// SIGTERM/SIGINT, then removes what it installed. SIGHUP reloads it.
+pub async fn run(cfg: Config, path: PathBuf) -> Result<(), RunError> {
     let mut kernel = Kernel::load(Limits::from_config(&cfg))?;
     kernel.sync_devices(&cfg)?;
     kernel.attach(&cfg.gateway.lan)?;
@@ -49,92 +50,131 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     info!(lan = %cfg.gateway.lan, wan = %cfg.gateway.wan, devices = cfg.devices.len(), "enforcing");
 
     let ring = kernel.take_events().ok_or(KernelError::Missing { what: "map", name: "EVENTS" })?;
-    let result = serve(&kernel, &cfg, ring).await;
+    let mut daemon = Daemon::new(kernel, cfg, path);
+    let result = serve(&mut daemon, ring).await;
 
     if let Err(e) = nft::apply("teardown", &ruleset::teardown()) {
-        warn!(error = %e, "removing the nft table failed");
+        warn!(error = %e, "removing the nft tables failed");
     }
-    drop(kernel); // detaches the classifier
+    drop(daemon); // detaches the classifier
     info!("stopped");
     result
 }
 
-async fn serve(kernel: &Kernel, cfg: &Config, ring: RingBuf<MapData>) -> Result<(), RunError> {
+/// Everything the running daemon holds.
+#[derive(Debug)]
+pub struct Daemon {
+    pub kernel: Kernel,
+    pub cfg: Config,
+    pub path: PathBuf,
+    pub events: Events,
+    pub learner: Learner,
+    /// nft transactions of learned elements that failed.
+    pub apply_errors: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_reload_error: Option<String>,
+    seq: u64,
+}
+
+impl Daemon {
+    fn new(kernel: Kernel, cfg: Config, path: PathBuf) -> Self {
+        Daemon {
+            kernel,
+            cfg,
+            path,
+            events: Events::default(),
+            learner: Learner::default(),
+            apply_errors: 0,
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload_error: None,
+            seq: 0,
+        }
+    }
+
+    /// Reads every pending event; what they teach goes to nft in one transaction.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        let mut script = String::new();
+        while let Some(item) = ring.next() {
+            if let Some(e) = self.events.record(&item) {
+                self.learner.on_event(&self.cfg, &e, crate::events::payload(&item), &mut script);
+            }
+        }
+        if !script.is_empty() {
+            if let Err(e) = nft::apply("learned elements", &script) {
+                self.apply_errors += 1;
+                warn!(error = %e, "adding learned addresses failed");
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match reload::reload(&mut self.kernel, &self.cfg, &self.path) {
+            Ok(new) => {
+                self.cfg = new;
+                self.reloads_ok += 1;
+                self.last_reload_error = None;
+            }
+            Err(e) => {
+                self.reloads_failed += 1;
+                error!(error = %e, "reload failed; still enforcing the previous config");
+                self.last_reload_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Writes a status snapshot; failures are logged, never fatal (enforcement
+    /// does not depend on reporting).
+    fn publish(&mut self) {
+        self.seq += 1;
+        let dir = PathBuf::from(&self.cfg.gateway.run_dir);
+        match status::collect(self, self.seq) {
+            Ok(snap) => {
+                if let Err(e) = status::write(&dir, &snap) {
+                    warn!(dir = %dir.display(), error = %e, "writing status snapshot failed");
+                }
+            }
+            Err(e) => warn!(error = %e, "reading counters failed"),
+        }
+    }
+}
+
+async fn serve(d: &mut Daemon, ring: RingBuf<MapData>) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     // AsyncFd owns the RingBuf, which owns its fd, so the fd cannot be closed
     // while registered: the I/O-safety hole behind the deprecation (the safe
     // replacement, `register`, is `unsafe`, which this crate forbids).
     #[allow(deprecated)]
     let mut ring = AsyncFd::new(ring).map_err(RunError::Events)?;
-    let mut events = Events::default();
-    let mut learn = Learning { cfg, learner: Learner::default(), apply_errors: 0 };
     let mut tick = tokio::time::interval(STATUS_EVERY);
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-    let dir = Path::new(&cfg.gateway.run_dir);
-    let mut seq = 0u64;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr1.recv() => {}
+            _ = hup.recv() => d.reload(),
             _ = tick.tick() => {}
             _ = drain_tick.tick() => {
-                drain(ring.get_mut(), &mut events, &mut learn);
+                d.drain(ring.get_mut());
                 continue;
             }
             ready = ring.readable_mut() => {
                 let mut guard = ready.map_err(RunError::Events)?;
-                drain(guard.get_inner_mut(), &mut events, &mut learn);
+                d.drain(guard.get_inner_mut());
                 guard.clear_ready();
                 continue;
             }
         }
         // A snapshot includes every event the kernel has produced so far.
-        drain(ring.get_mut(), &mut events, &mut learn);
-        seq += 1;
-        publish(kernel, cfg, &events, &learn, dir, seq);
+        d.drain(ring.get_mut());
+        d.publish();
     }
-    drain(ring.get_mut(), &mut events, &mut learn);
-    seq += 1;
-    publish(kernel, cfg, &events, &learn, dir, seq);
+    d.drain(ring.get_mut());
+    d.publish();
     Ok(())
-}
-
-/// Reads every pending event; what they teach goes to nft in one transaction.
-fn drain(ring: &mut RingBuf<MapData>, events: &mut Events, learn: &mut Learning<'_>) {
-    let mut script = String::new();
-    while let Some(item) = ring.next() {
-        if let Some(e) = events.record(&item) {
-            learn.learner.on_event(learn.cfg, &e, crate::events::payload(&item), &mut script);
-        }
-    }
-    if !script.is_empty() {
-        if let Err(e) = nft::apply("learned elements", &script) {
-            learn.apply_errors += 1;
-            warn!(error = %e, "adding learned addresses failed");
-        }
-    }
-}
-
-/// The learning state the event loop carries.
-#[derive(Debug)]
-pub struct Learning<'a> {
-    pub cfg: &'a Config,
-    pub learner: Learner,
-    pub apply_errors: u64,
-}
-
-/// Writes a status snapshot; failures are logged, never fatal (enforcement
-/// does not depend on reporting).
-fn publish(kernel: &Kernel, cfg: &Config, events: &Events, learn: &Learning<'_>, dir: &Path, seq: u64) {
-    match status::collect(kernel, cfg, events, learn, seq) {
-        Ok(snap) => {
-            if let Err(e) = status::write(dir, &snap) {
-                warn!(dir = %dir.display(), error = %e, "writing status snapshot failed");
-            }
-        }
-        Err(e) => warn!(error = %e, "reading counters failed"),
-    }
 }

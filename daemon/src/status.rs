@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::{
     events::{Event, Events},
     kernel::{Kernel, KernelError},
+    run::Daemon,
 };
 
 /// File name inside the run directory.
@@ -39,6 +40,14 @@ pub struct Snapshot {
     pub events: BTreeMap<&'static str, u64>,
     pub recent_events: Vec<Event>,
     pub learned: BTreeMap<&'static str, u64>,
+    pub reloads: Reloads,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reloads {
+    pub ok: u64,
+    pub failed: u64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,13 +121,8 @@ fn report(name: &str, id: u32, mac: String, policy_name: &str, policy: &Policy, 
 }
 
 /// Reads every counter the snapshot holds from the kernel.
-pub fn collect(
-    kernel: &Kernel,
-    cfg: &Config,
-    events: &Events,
-    learn: &crate::run::Learning<'_>,
-    seq: u64,
-) -> Result<Snapshot, KernelError> {
+pub fn collect(d: &Daemon, seq: u64) -> Result<Snapshot, KernelError> {
+    let (kernel, cfg, events) = (&d.kernel, &d.cfg, &d.events);
     let mut devices = Vec::with_capacity(cfg.devices.len() + 1);
     for d in &cfg.devices {
         let s = kernel.device_stats(d.id)?;
@@ -138,13 +142,14 @@ pub fn collect(
         events: events_report(events),
         recent_events: events.recent.iter().cloned().collect(),
         learned: [
-            ("dns_addresses", learn.learner.dns_learned),
-            ("dns_unparsed", learn.learner.dns_unparsed),
-            ("hosts", learn.learner.hosts_learned),
-            ("apply_errors", learn.apply_errors),
+            ("dns_addresses", d.learner.dns_learned),
+            ("dns_unparsed", d.learner.dns_unparsed),
+            ("hosts", d.learner.hosts_learned),
+            ("apply_errors", d.apply_errors),
         ]
         .into_iter()
         .collect(),
+        reloads: Reloads { ok: d.reloads_ok, failed: d.reloads_failed, last_error: d.last_reload_error.clone() },
     })
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The lab's "internet" servers: real TCP listeners, dual-stack, one thread each.
 
-Port 80 answers HTTP; a port given as `tls:PORT` answers HTTPS with the
+Port 80 answers HTTP; port 7 echoes (long-lived connections); a port given as `tls:PORT` answers HTTPS with the
 certificate in CERTDIR (cert.pem, key.pem); every other port sends a
 telnet-style negotiation and login banner. Each accepted connection is logged
 as `accept <port> <peer-ip>` (flushed), so tests can count what actually
@@ -29,7 +29,14 @@ def log(fh, line):
 def handle(conn, port, tls):
     try:
         conn.settimeout(5)
-        if tls is not None:
+        if port == 7:
+            conn.settimeout(30)
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    break
+                conn.sendall(data)
+        elif tls is not None:
             conn = tls.wrap_socket(conn, server_side=True)
             conn.recv(4096)
             conn.sendall(HTTP_REPLY)

@@ -31,9 +31,9 @@ pub const INTERNET_V4_C: &str = "198.51.100.30";
 /// The internet's DNS resolver (dnsmasq, started by `start_resolver`).
 pub const RESOLVER_V4: &str = "198.51.100.53";
 pub const INTERNET_V6: &str = "2001:db8:1::10";
-/// Ports the internet host listens on: HTTP, telnet-like banners (23, 2323,
-/// 8023) and HTTPS (443, and 1883: TLS on the MQTT port).
-pub const SERVER_PORTS: [&str; 6] = ["80", "23", "2323", "8023", "tls:443", "tls:1883"];
+/// Ports the internet host listens on: HTTP, echo (7), telnet-like banners
+/// (23, 2323, 8023) and HTTPS (443, and 1883: TLS on the MQTT port).
+pub const SERVER_PORTS: [&str; 7] = ["80", "7", "23", "2323", "8023", "tls:443", "tls:1883"];
 const NS_PREFIX: &str = "moat-";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

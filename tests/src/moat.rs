@@ -95,6 +95,24 @@ impl Moat {
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// Rewrites the config file (with `@RUN_DIR@` replaced) and sends SIGHUP;
+    /// returns the status once moat has counted one more reload attempt.
+    pub fn reload(&self, config: &str) -> Result<Value> {
+        let before = self.status()?;
+        let attempts =
+            |v: &Value| v["reloads"]["ok"].as_u64().unwrap_or(0) + v["reloads"]["failed"].as_u64().unwrap_or(0);
+        let n = attempts(&before);
+        std::fs::write(&self.config, config.replace("@RUN_DIR@", &self.run_dir.display().to_string()))?;
+        let pid = self.pid().context("moat is not running")?;
+        crate::cmd::run(None, &["kill", "-HUP", &pid.to_string()])?;
+        let mut latest = Value::Null;
+        wait_for(Duration::from_secs(10), || {
+            latest = self.status()?;
+            Ok(attempts(&latest) > n)
+        })?;
+        Ok(latest)
+    }
+
     /// SIGTERM, wait for exit; returns the exit status and the final snapshot.
     pub fn stop(&mut self) -> Result<(ExitStatus, Value)> {
         let mut child = self.child.take().context("moat already stopped")?;

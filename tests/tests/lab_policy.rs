@@ -157,3 +157,53 @@ fn unknown_devices_are_quarantined_to_dhcp_and_dns_on_the_gateway() -> Result<()
     assert!(!connects(&stranger, GW_V4, 22)?, "no other gateway service");
     Ok(())
 }
+
+#[test]
+fn reloads_apply_changes_keep_established_connections_and_reject_bad_configs() -> Result<()> {
+    let mut lab = Lab::new(&[&mac(1), &mac(2)])?;
+    let (laptop, cam) = (lab.devices[0].clone(), lab.devices[1].clone());
+    let config = |cam_policy: &str, open_blocks: &str| {
+        lab_config(&format!(
+            "[defaults]\nblock = []\n\n[policies.open]\nblock = {open_blocks}\n\n[policies.locked]\ninternet = \"none\"\n\n{}{}",
+            device(1, "laptop", "open"),
+            device(2, "camera", cam_policy)
+        ))
+    };
+    let moat = Moat::start(&lab, &config("open", "[]"))?;
+    assert!(http(&cam.ns, INTERNET_V4)?);
+
+    // A long-lived connection from the laptop runs through every reload.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/echo_client.py");
+    let log = lab.dir.join("echo.log");
+    let (script, log_s) = (script.display().to_string(), log.display().to_string());
+    lab.spawn(&laptop.ns, &["python3", &script, INTERNET_V4, "7", "8", &log_s], "echo-client")?;
+    let client_ends = Instant::now() + Duration::from_millis(8500);
+    std::thread::sleep(Duration::from_millis(800));
+
+    // Device-only change: the camera moves to a policy without internet.
+    let s = moat.reload(&config("locked", "[]"))?;
+    assert_eq!(s["reloads"]["ok"].as_u64(), Some(1), "{}", s["reloads"]);
+    assert!(!http(&cam.ns, INTERNET_V4)?, "the camera's new policy applies at once");
+    assert!(http(&laptop.ns, INTERNET_V4)?, "other devices are not disturbed");
+
+    // A broken config changes nothing and says where it is broken.
+    let s = moat.reload("[gateway]\nlan = \"br-lan\"\nwan = 7\n")?;
+    assert_eq!(s["reloads"]["failed"].as_u64(), Some(1));
+    let why = s["reloads"]["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("moat.toml:3:7: invalid type"), "{why}");
+    assert!(!http(&cam.ns, INTERNET_V4)?, "still enforcing the previous config");
+
+    // A policy change (full, atomic table replace).
+    let s = moat.reload(&config("locked", "[\"telnet\"]"))?;
+    assert_eq!(s["reloads"]["ok"].as_u64(), Some(2));
+    assert!(!connects(&laptop.ns, INTERNET_V4, 23)?, "the changed policy applies");
+
+    std::thread::sleep(client_ends.saturating_duration_since(Instant::now()));
+    let text = std::fs::read_to_string(&log)?;
+    assert!(!text.contains("error"), "the established connection never failed:\n{text}");
+    let times: Vec<f64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(times.len() >= 40, "round trips kept going through three reloads: {}", times.len());
+    let max_gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(max_gap < 1.0, "no stall longer than a second (max gap {max_gap:.2} s)");
+    Ok(())
+}
