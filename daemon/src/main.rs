@@ -35,6 +35,30 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Manufacturer Usage Descriptions (RFC 8520).
+    Mud {
+        #[command(subcommand)]
+        command: MudCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MudCommand {
+    /// Turn a MUD file into a moat policy and device entry (TOML). Anything
+    /// that does not translate is listed, on stderr and in the TOML.
+    Import {
+        /// The MUD JSON file.
+        file: PathBuf,
+        /// The device's MAC address.
+        #[arg(long)]
+        device: String,
+        /// The device's name (default: the MAC).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the TOML here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -62,6 +86,9 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Mud { command: MudCommand::Import { file, device, name, output } } => {
+            mud_import(&file, &device, name.as_deref(), output.as_deref())
+        }
         Command::Run { config } => {
             init_logging();
             let cfg = match load(&config) {
@@ -115,4 +142,45 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn mud_import(file: &std::path::Path, device: &str, name: Option<&str>, output: Option<&std::path::Path>) -> ExitCode {
+    let mac: moat_policy::MacAddr = match device.parse() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("--device {device:?}: bad MAC address: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let json = match std::fs::read_to_string(file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let name = name.map_or_else(|| mac.to_string(), str::to_string);
+    let imported = match moat_policy::mud::import(&json, mac, &name) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for u in &imported.unsupported {
+        eprintln!("warning: not translated: {u}");
+    }
+    match output {
+        Some(path) => match std::fs::write(path, &imported.toml) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
+        None => {
+            print!("{}", imported.toml);
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -42,7 +42,7 @@ fn check(name: &str, text: &str) -> (i32, String, String, String) {
 fn check_accepts_a_good_config() {
     let (code, out, _, p) = check("good.toml", GOOD);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), format!("{p}: ok (1 devices, 1 policies)"));
+    assert_eq!(out.trim(), format!("{p}: ok (1 devices, 2 policies)"));
 }
 
 #[test]
@@ -98,7 +98,9 @@ fn plan_prints_the_ruleset_and_device_table() {
     let (code, out, _) = moat(&["plan", "--config", &path.display().to_string()]);
     assert_eq!(code, 0);
     assert!(out.contains("table inet moat {"), "{out}");
-    assert!(out.contains("iifname \"wan0\" ct state new counter drop"), "{out}");
+    assert!(out.contains("iifname \"wan0\" oifname \"br-lan\" jump from_wan"), "{out}");
+    assert!(out.contains("counter drop comment \"wan-inbound\""), "{out}");
+    assert!(out.contains("table bridge moat {"), "{out}");
     assert!(out.contains("02:77:00:00:00:01  camera"), "{out}");
 }
 
@@ -110,4 +112,24 @@ fn version_and_bad_arguments() {
     let (code, _, err) = moat(&["frobnicate"]);
     assert_eq!(code, 2);
     assert!(err.contains("unrecognized subcommand 'frobnicate'"), "{err}");
+}
+
+#[test]
+fn mud_import_prints_a_policy_and_reports_what_it_left_out() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../policy/tests/mud/abstractions.json");
+    let (code, out, err) = moat(&["mud", "import", fixture, "--device", "02:77:00:00:00:07", "--name", "thermo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[policies.mud_thermostat-x]") && out.contains("name = \"thermo\""), "{out}");
+    assert!(err.contains("warning: not translated: acl fr ace ctrl"), "{err}");
+    // The output is a config fragment `moat check` accepts.
+    let path = write("imported.toml", &format!("[gateway]\nlan = \"br-lan\"\nwan = \"wan0\"\n\n{out}"));
+    let (code, _, err) = moat(&["check", "--config", &path.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = moat(&["mud", "import", fixture, "--device", "ff:ff:ff:ff:ff:ff"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad MAC address"), "{err}");
+    let bad = write("bad-mud.json", "{\"ietf-mud:mud\": {}}");
+    let (code, _, err) = moat(&["mud", "import", &bad.display().to_string(), "--device", "02:77:00:00:00:07"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing \"ietf-access-control-list:acls\".acl"), "{err}");
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod diag;
 pub mod mac;
 pub mod model;
+pub mod mud;
 pub mod net;
 pub mod nft;
 mod raw;
