@@ -1,7 +1,7 @@
-//! MUD import (RFC 8520): turns a Manufacturer Usage Description (ietf-mud
-//! + ietf-access-control-list JSON) into a moat policy, as TOML a person can
-//! review and paste. What does not map onto moat's model is reported, never
-//! silently dropped.
+//! MUD import (RFC 8520): turns a Manufacturer Usage Description (the
+//! ietf-mud and ietf-access-control-list JSON) into a moat policy, as TOML a
+//! person can review and paste. What does not map onto moat's model is
+//! reported, never silently dropped.
 
 use std::fmt::Write as _;
 
