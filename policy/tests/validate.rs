@@ -212,3 +212,13 @@ fn every_classifier_class_is_blockable() {
         assert_eq!(Some(cfg.policy_of(&cfg.devices[0]).blocked_classes), want, "{name}");
     }
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
+    let start = doc.find("```toml\n").map(|i| i + 8).expect("an example in docs/configuration.md");
+    let end = doc[start..].find("```").map(|i| start + i).unwrap();
+    let cfg = Config::parse(Path::new("docs/configuration.md"), &doc[start..end]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.devices.len(), 4);
+    assert!(cfg.policies.contains_key("camera") && cfg.policies.contains_key("quarantine"));
+}
