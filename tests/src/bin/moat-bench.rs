@@ -3,14 +3,15 @@
 
 use std::process::ExitCode;
 
-use moat_tests::bench_classifier;
+use moat_tests::{bench_classifier, bench_policy};
 
-const BENCHES: [&str; 1] = ["classifier"];
+const BENCHES: [&str; 2] = ["classifier", "policy"];
 
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
     let result = match name.as_str() {
         "classifier" => bench_classifier::run().inspect(bench_classifier::print),
+        "policy" => bench_policy::run_all().inspect(bench_policy::print),
         _ => {
             eprintln!("usage: moat-bench NAME (one of: {})", BENCHES.join(", "));
             return ExitCode::from(2);
