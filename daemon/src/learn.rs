@@ -17,10 +17,21 @@ use crate::{dns, events::Event};
 /// sets time out after an hour).
 const HOST_REFRESH: Duration = Duration::from_secs(30 * 60);
 
+/// Learned addresses remembered (to restore them after a table replace).
+const MAX_REMEMBERED: usize = 65_536;
+
+/// A DNS-learned address: the names that led to it and when it expires.
+#[derive(Debug, Clone)]
+struct Remembered {
+    names: Vec<String>,
+    expires: Instant,
+}
+
 /// Counters and memory of the learning.
 #[derive(Debug, Default)]
 pub struct Learner {
     hosts_seen: HashMap<(String, IpAddr), Instant>,
+    dns_seen: HashMap<(String, IpAddr), Remembered>,
     /// Addresses added to allowlists from DNS answers.
     pub dns_learned: u64,
     /// DNS answers that could not be parsed.
@@ -67,8 +78,45 @@ impl Learner {
                 debug!(policy = name, name = %a.names[0], addr = %a.addr, ttl, "allowlist learned");
                 script.push_str(&elements);
                 self.dns_learned += 1;
+                self.remember(name, a.addr, a.names, ttl);
             }
         }
+    }
+
+    fn remember(&mut self, policy: &str, addr: IpAddr, names: Vec<String>, ttl: u32) {
+        if self.dns_seen.len() >= MAX_REMEMBERED {
+            self.dns_seen.retain(|_, r| r.expires > Instant::now());
+        }
+        if self.dns_seen.len() < MAX_REMEMBERED {
+            let expires = Instant::now() + Duration::from_secs(u64::from(ttl));
+            self.dns_seen.insert((policy.to_string(), addr), Remembered { names, expires });
+        }
+    }
+
+    /// After the tables were replaced (which empties the sets): the elements
+    /// still valid under `cfg`, with their remaining lifetimes.
+    pub fn restore(&mut self, cfg: &Config) -> String {
+        let now = Instant::now();
+        self.dns_seen.retain(|_, r| r.expires > now);
+        let mut script = String::new();
+        for ((policy_name, addr), r) in &self.dns_seen {
+            let Some(policy) = cfg.policies.get(policy_name).filter(|p| p.internet == Internet::Allowlist) else {
+                continue;
+            };
+            let entries: Vec<_> =
+                policy.domains().filter(|(pat, _)| r.names.iter().any(|n| pat.matches(n))).map(|(_, e)| e).collect();
+            let left = u32::try_from(r.expires.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX).max(1);
+            if let Some(elements) = nft::dns_elements(policy_name, *addr, &entries, left) {
+                script.push_str(&elements);
+            }
+        }
+        self.hosts_seen.retain(|(policy, _), t| {
+            t.elapsed() < HOST_REFRESH && cfg.policies.get(policy).is_some_and(|p| !p.inbound.is_empty())
+        });
+        for (policy, addr) in self.hosts_seen.keys() {
+            script.push_str(&nft::host_elements(policy, *addr));
+        }
+        script
     }
 
     fn host(&mut self, name: &str, e: &Event, script: &mut String) {

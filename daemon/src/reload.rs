@@ -27,8 +27,16 @@ pub enum ReloadError {
     Kernel(#[from] KernelError),
 }
 
-/// Applies the config at `path` over `current`; returns the new config.
-pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path) -> Result<Config, ReloadError> {
+/// What a successful reload did.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub config: Config,
+    /// The tables were replaced whole (their learned elements need restoring).
+    pub replaced: bool,
+}
+
+/// Applies the config at `path` over `current`.
+pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path) -> Result<Reloaded, ReloadError> {
     let new = Config::load(path).map_err(ReloadError::Config)?;
     if new.gateway.lan != current.gateway.lan {
         return Err(ReloadError::NeedsRestart("gateway.lan (the interface the classifier is attached to)"));
@@ -36,9 +44,13 @@ pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path) -> Result<Conf
     if Limits::from_config(&new) != Limits::from_config(current) {
         return Err(ReloadError::NeedsRestart("[classifier] table sizes"));
     }
+    let mut replaced = false;
     match ruleset::device_changes(current, &new) {
         Some(changes) => nft::apply("device changes", &changes)?,
-        None if &new != current => nft::apply("ruleset", &ruleset::ruleset(&new))?,
+        None if &new != current => {
+            nft::apply("ruleset", &ruleset::ruleset(&new))?;
+            replaced = true;
+        }
         None => {}
     }
     if let Err(e) = kernel.sync_devices(&new) {
@@ -48,6 +60,6 @@ pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path) -> Result<Conf
         }
         return Err(e.into());
     }
-    info!(devices = new.devices.len(), policies = new.policies.len(), "config reloaded");
-    Ok(new)
+    info!(devices = new.devices.len(), policies = new.policies.len(), replaced, "config reloaded");
+    Ok(Reloaded { config: new, replaced })
 }

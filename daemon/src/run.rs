@@ -111,10 +111,20 @@ impl Daemon {
 
     fn reload(&mut self) {
         match reload::reload(&mut self.kernel, &self.cfg, &self.path) {
-            Ok(new) => {
-                self.cfg = new;
+            Ok(done) => {
+                self.cfg = done.config;
                 self.reloads_ok += 1;
                 self.last_reload_error = None;
+                if done.replaced {
+                    // A replace empties the sets: put back what is still valid.
+                    let script = self.learner.restore(&self.cfg);
+                    if !script.is_empty() {
+                        if let Err(e) = nft::apply("restored learned elements", &script) {
+                            self.apply_errors += 1;
+                            warn!(error = %e, "restoring learned addresses failed");
+                        }
+                    }
+                }
             }
             Err(e) => {
                 self.reloads_failed += 1;

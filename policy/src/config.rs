@@ -68,6 +68,9 @@ pub struct Config {
     pub defaults_blocked: u32,
     pub policies: BTreeMap<String, Policy>,
     pub devices: Vec<Device>,
+    /// Device groups: members may talk to each other on the LAN whatever
+    /// their policies' `lan` modes say (group name → member device names).
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Config {
@@ -98,6 +101,12 @@ impl Config {
     /// The policy applied to devices not in the config.
     pub fn unknown_policy(&self) -> Policy {
         self.policies.get(&self.gateway.unknown_policy).cloned().unwrap_or_else(Policy::quarantine)
+    }
+
+    /// The devices of a group.
+    pub fn group_members(&self, group: &str) -> Vec<&Device> {
+        let names = self.groups.get(group).map(Vec::as_slice).unwrap_or(&[]);
+        self.devices.iter().filter(|d| names.contains(&d.name)).collect()
     }
 
     /// The policy of a device (validation guarantees it exists).

@@ -18,6 +18,15 @@ pub struct RawConfig {
     pub policies: BTreeMap<Spanned<String>, Spanned<RawPolicy>>,
     #[serde(default)]
     pub devices: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    pub groups: BTreeMap<Spanned<String>, Spanned<RawGroup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    /// Device names.
+    pub members: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

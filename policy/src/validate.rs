@@ -39,8 +39,9 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
     let gateway = gateway(&mut c, &raw.gateway, &policies);
     let classifier = classifier(&mut c, raw.classifier.as_ref());
     let devices = devices(&mut c, &raw.devices, &policies, classifier.max_devices);
+    let groups = groups(&mut c, &raw.groups, &devices);
     if c.errors.is_empty() {
-        Ok(Config { gateway, classifier, defaults_blocked, policies, devices })
+        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))
@@ -205,4 +206,42 @@ fn tag(c: &mut Checker<'_>, t: &Spanned<String>) -> String {
         c.err(t, format!("bad tag {v:?}"), Some("1 to 32 letters, digits, '-' or '_'".into()));
     }
     v.clone()
+}
+
+/// `[groups.NAME] members = [device names]`.
+fn groups(
+    c: &mut Checker<'_>,
+    raw: &BTreeMap<Spanned<String>, Spanned<crate::raw::RawGroup>>,
+    devices: &[Device],
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (name, g) in raw {
+        let n = name.get_ref();
+        let ok = n.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic())
+            && n.len() <= 32
+            && n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !ok {
+            c.err(
+                name,
+                format!("group name {n:?} is not allowed"),
+                Some("a letter, then up to 31 letters, digits, '-' or '_'".into()),
+            );
+        }
+        let mut members: Vec<String> = Vec::new();
+        for m in &g.get_ref().members {
+            if !devices.iter().any(|d| &d.name == m.get_ref()) {
+                c.err(
+                    m,
+                    format!("group {n:?}: no device named {:?}", m.get_ref()),
+                    Some("members are device names from [[devices]]".into()),
+                );
+            } else if members.contains(m.get_ref()) {
+                c.err(m, format!("group {n:?}: {:?} is listed twice", m.get_ref()), None);
+            } else {
+                members.push(m.get_ref().clone());
+            }
+        }
+        out.insert(n.clone(), members);
+    }
+    out
 }

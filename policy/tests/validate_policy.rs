@@ -150,3 +150,21 @@ fn policy_names_become_nft_identifiers() {
     assert_eq!(error("[policies.\"cam era\"]\n"), "4:11: policy name \"cam era\" is not allowed");
     assert!(parse(&format!("{HEAD}[policies.cam-v2_b]\n")).is_ok());
 }
+
+#[test]
+fn groups_name_existing_devices() {
+    let devs = "[policies.a]\n[[devices]]\nmac = \"02:77:00:00:00:01\"\nname = \"cam\"\npolicy = \"a\"\n[[devices]]\nmac = \"02:77:00:00:00:02\"\nname = \"tv\"\npolicy = \"a\"\n";
+    let cfg =
+        parse(&format!("{HEAD}{devs}[groups.living]\nmembers = [\"cam\", \"tv\"]\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.groups["living"], vec!["cam", "tv"]);
+    assert_eq!(cfg.group_members("living").len(), 2);
+    assert_eq!(
+        error(&format!("{devs}[groups.living]\nmembers = [\"cam\", \"radio\"]\n")),
+        "14:19: group \"living\": no device named \"radio\""
+    );
+    assert_eq!(
+        error(&format!("{devs}[groups.living]\nmembers = [\"cam\", \"cam\"]\n")),
+        "14:19: group \"living\": \"cam\" is listed twice"
+    );
+    assert_eq!(error(&format!("{devs}[groups.\"9x\"]\nmembers = []\n")), "13:9: group name \"9x\" is not allowed");
+}

@@ -80,6 +80,10 @@ fn allowlist_by_domain_follows_dns_answers_cnames_and_ttls() -> Result<()> {
     let set = run(Some(&lab.gw), &["nft", "list", "set", "inet", "moat", "pol_camera_v4"])?;
     assert!(set.contains(&format!("{INTERNET_V4_B} . tcp . 80 timeout {TTL}s")), "{set}");
     assert!(http(&cam, INTERNET_V4_B)?, "a resolved, allowed name's address passes");
+    // A policy edit replaces the tables; what was learned is put back.
+    let s = moat.reload(&lab_config(&format!("{tables}\n[policies.spare]\n")))?;
+    assert_eq!(s["reloads"]["ok"].as_u64(), Some(1), "{}", s["reloads"]);
+    assert!(http(&cam, INTERNET_V4_B)?, "learned addresses survive a table replace");
     assert!(dig("other.example")?.contains(INTERNET_V4_C), "DNS itself is allowed");
     assert!(!http(&cam, INTERNET_V4_C)?, "resolving a name not on the allowlist allows nothing");
     let set = run(Some(&lab.gw), &["nft", "list", "set", "inet", "moat", "pol_camera_v4"])?;
@@ -98,7 +102,8 @@ fn lan_isolated_group_and_open() -> Result<()> {
     let ip = |i: usize| lab.devices[i].ipv4.clone();
     let ns = |i: usize| lab.devices[i].ns.clone();
     let tables = format!(
-        "[policies.camera]\nlan = \"isolated\"\n\n[policies.sensors]\nlan = \"group\"\n\n[policies.open]\n\n{}{}{}{}{}",
+        "[policies.camera]\nlan = \"isolated\"\n\n[policies.sensors]\nlan = \"group\"\n\n[policies.open]\n\n{}{}{}{}{}\
+         [groups.viewing]\nmembers = [\"camera\", \"l1\"]\n",
         device(1, "camera", "camera"),
         device(2, "s1", "sensors"),
         device(3, "s2", "sensors"),
@@ -111,7 +116,8 @@ fn lan_isolated_group_and_open() -> Result<()> {
     assert!(!pings(&ns(1), &ip(3))?, "a group member does not reach an open device");
     assert!(!pings(&ns(3), &ip(1))?, "an open device does not reach a group member");
     assert!(!pings(&ns(0), &ip(3))?, "isolated device reaches no one");
-    assert!(!pings(&ns(3), &ip(0))?, "no one reaches the isolated device");
+    assert!(!pings(&ns(4), &ip(0))?, "no one reaches the isolated device");
+    assert!(pings(&ns(3), &ip(0))?, "except a fellow member of a device group");
     assert!(pings(&ns(0), GW_V4)?, "the isolated device still reaches the gateway");
     assert!(http(&ns(0), INTERNET_V4)?, "and the internet");
     Ok(())
@@ -144,7 +150,15 @@ fn unknown_devices_are_quarantined_to_dhcp_and_dns_on_the_gateway() -> Result<()
     let mut lab = Lab::new(&[&mac(9)])?;
     let stranger = lab.devices[0].ns.clone();
     let (gw, inet) = (lab.gw.clone(), lab.inet.clone());
-    lab.start_dns(&gw, GW_V4, &[format!("--address=/gateway.lab/{GW_V4}")], 60, "gw-dns")?;
+    let leases = lab.dir.join("leases").display().to_string();
+    let gw_service = [
+        format!("--address=/gateway.lab/{GW_V4}"),
+        "--interface=br-lan".to_string(),
+        "--dhcp-range=10.77.1.100,10.77.1.150,255.255.0.0,1h".to_string(),
+        format!("--dhcp-leasefile={leases}"),
+        "--dhcp-authoritative".to_string(),
+    ];
+    lab.start_dns(&gw, GW_V4, &gw_service, 60, "gw-dns")?;
     lab.start_dns(&inet, RESOLVER_V4, &[format!("--address=/www.example/{INTERNET_V4}")], 60, "resolver")?;
     let _moat = Moat::start(&lab, &lab_config("[policies.open]\n"))?;
     let dig = |server: &str, name: &str| {
@@ -152,6 +166,12 @@ fn unknown_devices_are_quarantined_to_dhcp_and_dns_on_the_gateway() -> Result<()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
     assert!(dig(GW_V4, "gateway.lab")?.contains(GW_V4), "DNS on the gateway works");
+    let dhcp = output(
+        Some(&stranger),
+        &["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1", "-s", "/bin/true"],
+    )?;
+    let said = format!("{}{}", String::from_utf8_lossy(&dhcp.stdout), String::from_utf8_lossy(&dhcp.stderr));
+    assert!(dhcp.status.success() && said.contains("lease of 10.77.1."), "DHCP from the gateway works: {said}");
     assert!(!dig(RESOLVER_V4, "www.example")?.contains(INTERNET_V4), "DNS on the internet does not");
     assert!(!http(&stranger, INTERNET_V4)?, "no internet");
     assert!(!connects(&stranger, GW_V4, 22)?, "no other gateway service");

@@ -2,7 +2,8 @@
 //! bridged, so it never reaches the inet forward hook or the classifier on the
 //! bridge device; the bridge family's forward hook sees every frame between
 //! ports. Frames to or from the gateway itself are not bridge-forwarded and are
-//! not affected here.
+//! not affected here. Device groups (`[groups.NAME]`) come first: their
+//! members reach each other whatever their policies' `lan` modes.
 
 use std::fmt::Write as _;
 
@@ -25,7 +26,16 @@ pub(super) fn table(s: &mut String, cfg: &Config) {
         let members: Vec<String> = devices_with(cfg, name).map(|d| d.mac.to_string()).collect();
         set(s, &format!("grp_{name}"), &members);
     }
+    for name in cfg.groups.keys() {
+        let members: Vec<String> = cfg.group_members(name).iter().map(|d| d.mac.to_string()).collect();
+        set(s, &format!("members_{name}"), &members);
+    }
     let _ = writeln!(s, "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;");
+    // Device groups first: members talk to each other whatever their policies.
+    for name in cfg.groups.keys() {
+        let m = format!("@members_{name}");
+        let _ = writeln!(s, "\t\tether saddr {m} ether daddr {m} accept comment \"group {name}\"");
+    }
     let _ = writeln!(s, "\t\tether saddr @isolated counter drop comment \"lan: isolated\"");
     let _ = writeln!(s, "\t\tether daddr @isolated counter drop comment \"lan: isolated\"");
     // Unknown devices follow the unknown-device policy ("group" counts as

@@ -13,8 +13,12 @@ use crate::{
 /// transaction; `None` when anything but the devices changed (then the whole
 /// ruleset must be replaced) or nothing changed at all.
 pub fn device_changes(old: &Config, new: &Config) -> Option<String> {
-    let same_rest =
-        old.gateway == new.gateway && old.policies == new.policies && old.defaults_blocked == new.defaults_blocked;
+    // Group membership follows device names: with groups, replace whole.
+    let same_rest = old.gateway == new.gateway
+        && old.policies == new.policies
+        && old.defaults_blocked == new.defaults_blocked
+        && old.groups.is_empty()
+        && new.groups.is_empty();
     if !same_rest || old.devices == new.devices {
         return None;
     }
