@@ -2,9 +2,15 @@
 //! config), attaching it to the LAN interface (ingress and egress), writing
 //! device policy into its maps, and reading its counters and flows back.
 
+use std::path::{Path, PathBuf};
+
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TcAttachType},
+    programs::{
+        links::{FdLink, LinkError, PinnedLink},
+        tc::SchedClassifierLink,
+        ProgramError, SchedClassifier, TcAttachType,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
 use moat_common::{
@@ -34,6 +40,8 @@ pub enum KernelError {
     Map { name: &'static str, source: MapError },
     #[error("attaching {program} to {iface:?}: {source}")]
     Attach { program: &'static str, iface: String, source: ProgramError },
+    #[error("pinned link {path}: {message}")]
+    Pin { path: PathBuf, message: String },
 }
 
 /// Map sizes chosen at load time.
@@ -78,15 +86,23 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelErr
 
 impl Kernel {
     /// Loads the object and verifies its programs; nothing is attached yet.
-    pub fn load(limits: Limits) -> Result<Self, KernelError> {
+    /// With `pins` (a prepared pin directory), maps pinned there are adopted
+    /// (state survives restarts) and new ones are pinned there.
+    pub fn load(limits: Limits, pins: Option<&Path>) -> Result<Self, KernelError> {
         if OBJECT.is_empty() {
             return Err(KernelError::NoObject);
         }
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(m::DEVICES, limits.max_devices)
             .map_max_entries(m::DEVICE_STATS, limits.max_devices)
-            .map_max_entries(m::FLOWS, limits.flow_table_size)
-            .load(OBJECT)?;
+            .map_max_entries(m::FLOWS, limits.flow_table_size);
+        let pin_paths: Vec<(&'static str, PathBuf)> =
+            pins.map(|dir| crate::pins::MAPS.iter().map(|n| (*n, dir.join(n))).collect()).unwrap_or_default();
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let mut k = Self {
             devices: HashMap::try_from(take(&mut ebpf, m::DEVICES)?).map_err(map_err(m::DEVICES))?,
             unknown: Array::try_from(take(&mut ebpf, m::UNKNOWN_POLICY)?).map_err(map_err(m::UNKNOWN_POLICY))?,
@@ -124,12 +140,41 @@ impl Kernel {
         prog.try_into().map_err(|source| KernelError::Program { name, source })
     }
 
-    /// Attaches ingress and egress to `iface` (TCX on kernels that have it).
-    /// The links live as long as `self`: dropping the Kernel detaches them.
-    pub fn attach(&mut self, iface: &str) -> Result<(), KernelError> {
-        for (program, at) in [(m::PROG_INGRESS, TcAttachType::Ingress), (m::PROG_EGRESS, TcAttachType::Egress)] {
+    /// Attaches ingress and egress to `iface` (TCX). Without `pins` the links
+    /// live as long as `self`. With `pins`, a link pinned by an earlier moat
+    /// gets the new program atomically (no moment without a classifier), and
+    /// a new link is pinned, so it outlives this process.
+    pub fn attach(&mut self, iface: &str, pins: Option<&Path>) -> Result<(), KernelError> {
+        let points = [
+            (m::PROG_INGRESS, TcAttachType::Ingress, crate::pins::LINK_INGRESS),
+            (m::PROG_EGRESS, TcAttachType::Egress, crate::pins::LINK_EGRESS),
+        ];
+        for (program, at, pin_name) in points {
             let attach_err = |source| KernelError::Attach { program, iface: iface.to_string(), source };
-            self.program(program)?.attach(iface, at).map_err(attach_err)?;
+            let prog = self.program(program)?;
+            let Some(path) = pins.map(|d| d.join(pin_name)) else {
+                prog.attach(iface, at).map_err(attach_err)?;
+                continue;
+            };
+            match PinnedLink::from_pin(&path) {
+                Ok(old) => {
+                    let link: SchedClassifierLink = FdLink::from(old)
+                        .try_into()
+                        .map_err(|e: LinkError| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
+                    let id = prog.attach_to_link(link).map_err(attach_err)?;
+                    // The link stays pinned; our handle to it may go.
+                    drop(prog.take_link(id).map_err(attach_err)?);
+                }
+                Err(_) if !path.exists() => {
+                    let id = prog.attach(iface, at).map_err(attach_err)?;
+                    let link = prog.take_link(id).map_err(attach_err)?;
+                    let fd: FdLink = link
+                        .try_into()
+                        .map_err(|e: LinkError| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
+                    fd.pin(&path).map_err(|e| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
+                }
+                Err(e) => return Err(KernelError::Pin { path, message: e.to_string() }),
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod kernel;
 pub mod learn;
 pub mod nft;
+pub mod pins;
 pub mod reload;
 pub mod run;
 pub mod status;

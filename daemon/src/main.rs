@@ -35,6 +35,15 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Take enforcement down on purpose: delete moat's nft tables and the
+    /// pinned classifier (which detaches it). Stop the daemon first.
+    Stop {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Required: removing protection is never implicit.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Manufacturer Usage Descriptions (RFC 8520).
     Mud {
         #[command(subcommand)]
@@ -88,6 +97,21 @@ fn main() -> ExitCode {
         },
         Command::Mud { command: MudCommand::Import { file, device, name, output } } => {
             mud_import(&file, &device, name.as_deref(), output.as_deref())
+        }
+        Command::Stop { config, remove } => {
+            if !remove {
+                eprintln!("moat stop only takes enforcement down, and only with --remove (stop the daemon with systemctl or SIGTERM)");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            match load(&config) {
+                Ok(cfg) => {
+                    init_logging();
+                    moat::run::remove_enforcement(std::path::Path::new(&cfg.gateway.pin_dir));
+                    println!("removed moat's nft tables and pinned classifier ({})", cfg.gateway.pin_dir);
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
         }
         Command::Run { config } => {
             init_logging();

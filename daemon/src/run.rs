@@ -4,10 +4,13 @@
 //! attached, and the nft table is in place before we report ready, so there is
 //! no moment where a configured device is treated as unknown.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aya::maps::{MapData, RingBuf};
-use moat_policy::{nft as ruleset, Config};
+use moat_policy::{nft as ruleset, Config, OnFailure};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -19,7 +22,7 @@ use crate::{
     kernel::{Kernel, KernelError, Limits},
     learn::Learner,
     nft::{self, NftError},
-    reload, status,
+    pins, reload, status,
 };
 
 /// How often the status snapshot is refreshed.
@@ -38,27 +41,58 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("watching the event ring buffer: {0}")]
     Events(std::io::Error),
+    #[error(transparent)]
+    Pins(#[from] pins::PinsError),
 }
 
 /// Enforces the config at `path` (already loaded as `cfg`) until
 /// SIGTERM/SIGINT, then removes what it installed. SIGHUP reloads it.
 pub async fn run(cfg: Config, path: PathBuf) -> Result<(), RunError> {
-    let mut kernel = Kernel::load(Limits::from_config(&cfg))?;
+    let started = std::time::Instant::now();
+    let limits = Limits::from_config(&cfg);
+    let pins = pins::prepare(Path::new(&cfg.gateway.pin_dir))?;
+    pins::check_compatible(&pins, limits)?;
+    let adopting = pins.join(pins::LINK_INGRESS).exists();
+    let mut kernel = Kernel::load(limits, Some(&pins))?;
     kernel.sync_devices(&cfg)?;
-    kernel.attach(&cfg.gateway.lan)?;
+    kernel.attach(&cfg.gateway.lan, Some(&pins))?;
     nft::apply("ruleset", &ruleset::ruleset(&cfg))?;
-    info!(lan = %cfg.gateway.lan, wan = %cfg.gateway.wan, devices = cfg.devices.len(), "enforcing");
+    let ms = started.elapsed().as_millis();
+    info!(lan = %cfg.gateway.lan, wan = %cfg.gateway.wan, devices = cfg.devices.len(), adopted = adopting, ms, "enforcing");
+    notify_ready();
 
     let ring = kernel.take_events().ok_or(KernelError::Missing { what: "map", name: "EVENTS" })?;
     let mut daemon = Daemon::new(kernel, cfg, path);
     let result = serve(&mut daemon, ring).await;
 
+    let on_failure = daemon.cfg.gateway.on_failure;
+    let pin_dir = PathBuf::from(&daemon.cfg.gateway.pin_dir);
+    drop(daemon);
+    match on_failure {
+        OnFailure::Closed => info!("stopped; enforcement stays in the kernel (on_failure = closed)"),
+        OnFailure::Open => {
+            remove_enforcement(&pin_dir);
+            info!("stopped; enforcement removed (on_failure = open)");
+        }
+    }
+    result
+}
+
+/// Removes the tables and the pins (which detaches the classifier).
+pub fn remove_enforcement(pin_dir: &Path) {
     if let Err(e) = nft::apply("teardown", &ruleset::teardown()) {
         warn!(error = %e, "removing the nft tables failed");
     }
-    drop(daemon); // detaches the classifier
-    info!("stopped");
-    result
+    if let Err(e) = pins::remove(pin_dir) {
+        warn!(error = %e, "removing pinned maps and links failed");
+    }
+}
+
+/// Tells systemd (Type=notify) that enforcement is in place; a no-op without systemd.
+fn notify_ready() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "sd_notify READY failed");
+    }
 }
 
 /// Everything the running daemon holds.

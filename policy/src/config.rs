@@ -21,7 +21,24 @@ pub struct Gateway {
     pub unknown_policy: String,
     /// Shortest life of a DNS-learned address, seconds.
     pub dns_ttl_floor: u32,
+    /// bpffs directory where the classifier's maps and links are pinned.
+    pub pin_dir: String,
+    pub on_failure: OnFailure,
 }
+
+/// What happens to enforcement when moat stops or dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Everything stays in the kernel and keeps enforcing; a restart adopts it.
+    #[default]
+    Closed,
+    /// A clean stop removes the classifier and the tables (a crash still
+    /// leaves them: the kernel cannot tell a crash from a pause).
+    Open,
+}
+
+/// Where pins go when the config does not say.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/moat";
 
 /// Kernel table sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

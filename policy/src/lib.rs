@@ -15,7 +15,7 @@ mod raw;
 mod validate;
 mod validate_policy;
 
-pub use config::{Classifier, Config, Device, Gateway};
+pub use config::{Classifier, Config, Device, Gateway, OnFailure};
 pub use diag::{Diagnostic, Diagnostics};
 pub use mac::MacAddr;
 pub use model::Policy;

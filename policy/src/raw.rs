@@ -42,6 +42,12 @@ pub struct RawGateway {
     /// Shortest life of a DNS-learned address, seconds.
     #[serde(default)]
     pub dns_ttl_floor: Option<Spanned<i64>>,
+    /// bpffs directory for pinned maps and links.
+    #[serde(default)]
+    pub pin_dir: Option<Spanned<String>>,
+    /// "closed" (keep enforcing when moat stops) or "open".
+    #[serde(default)]
+    pub on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,8 @@ use toml::Spanned;
 
 use crate::{
     config::{
-        Classifier, Config, Device, Gateway, DEFAULT_BLOCKED, DEFAULT_DNS_TTL_FLOOR, DEFAULT_RUN_DIR, QUARANTINE,
+        Classifier, Config, Device, Gateway, OnFailure, DEFAULT_BLOCKED, DEFAULT_DNS_TTL_FLOOR, DEFAULT_PIN_DIR,
+        DEFAULT_RUN_DIR, QUARANTINE,
     },
     diag::Source,
     mac::MacAddr,
@@ -80,6 +81,31 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
         run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
         unknown_policy: raw.unknown_policy.as_ref().map_or_else(|| QUARANTINE.to_string(), |p| p.get_ref().clone()),
         dns_ttl_floor: bounded(c, raw.dns_ttl_floor.as_ref(), "dns_ttl_floor", (0, 86_400), DEFAULT_DNS_TTL_FLOOR),
+        pin_dir: pin_dir(c, raw.pin_dir.as_ref()),
+        on_failure: on_failure(c, raw.on_failure.as_ref()),
+    }
+}
+
+fn pin_dir(c: &mut Checker<'_>, v: Option<&Spanned<String>>) -> String {
+    let Some(v) = v else { return DEFAULT_PIN_DIR.to_string() };
+    if !v.get_ref().starts_with('/') || v.get_ref().contains("..") {
+        c.err(
+            v,
+            format!("`pin_dir` = {:?} must be an absolute path without \"..\"", v.get_ref()),
+            Some("e.g. \"/sys/fs/bpf/moat\"".into()),
+        );
+    }
+    v.get_ref().trim_end_matches('/').to_string()
+}
+
+fn on_failure(c: &mut Checker<'_>, v: Option<&Spanned<String>>) -> OnFailure {
+    match v.map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "closed")) => OnFailure::Closed,
+        Some((_, "open")) => OnFailure::Open,
+        Some((v, other)) => {
+            c.err(v, format!("unknown on_failure {other:?}"), Some("\"closed\" (keep enforcing) or \"open\"".into()));
+            OnFailure::Closed
+        }
     }
 }
 

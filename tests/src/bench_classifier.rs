@@ -45,7 +45,7 @@ fn config(devices: u32) -> Result<Config> {
 
 fn load(devices: u32) -> Result<Kernel> {
     let cfg = config(devices)?;
-    let mut k = Kernel::load(Limits::from_config(&cfg)).context("loading the classifier")?;
+    let mut k = Kernel::load(Limits::from_config(&cfg), None).context("loading the classifier")?;
     k.sync_devices(&cfg)?;
     Ok(k)
 }

@@ -137,7 +137,7 @@ fn full_apply() -> Result<(f64, f64, f64, f64)> {
         let empty = big_config(1, 0)?;
         let base = nft_ms(&ns, &nft::ruleset(&empty), 5)?;
         let full = nft_ms(&ns, &nft::ruleset(&big), 5)?;
-        let mut kernel = Kernel::load(Limits::from_config(&big))?;
+        let mut kernel = Kernel::load(Limits::from_config(&big), None)?;
         let mut maps = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();

@@ -83,6 +83,9 @@ impl Lab {
             lab.devices.push(dev);
         }
         lab.start_servers()?;
+        let pins = lab.pin_dir();
+        std::fs::create_dir_all(&pins)?;
+        run(None, &["mount", "-t", "bpf", "bpf", &pins.display().to_string()])?;
         Ok(lab)
     }
 
@@ -212,6 +215,19 @@ impl Lab {
         .with_context(|| format!("dnsmasq on {listen} did not answer"))
     }
 
+    /// The lab's bpffs (mounted in the test's own mount namespace, so pins
+    /// outlive a moat started under `ip netns exec`, as on a real gateway).
+    pub fn pin_dir(&self) -> PathBuf {
+        self.dir.join("bpf")
+    }
+
+    /// A config template with `@RUN_DIR@` and `@PIN_DIR@` filled in.
+    pub fn fill(&self, config: &str) -> String {
+        config
+            .replace("@RUN_DIR@", &self.dir.join("run").display().to_string())
+            .replace("@PIN_DIR@", &self.pin_dir().display().to_string())
+    }
+
     /// Path of the servers' accept log.
     pub fn server_log(&self) -> PathBuf {
         self.dir.join("servers.log")
@@ -293,6 +309,8 @@ impl Drop for Lab {
         for ns in lab_namespaces().into_iter().filter(|ns| ns.starts_with(&mine)) {
             delete_ns(&ns);
         }
+        // Unmounting the lab's bpffs drops any pinned classifier left behind.
+        let _ = cmd::output(None, &["umount", "-l", &self.pin_dir().display().to_string()]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

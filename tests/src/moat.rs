@@ -35,6 +35,7 @@ pub struct Moat {
     child: Option<Child>,
     pub config: PathBuf,
     pub run_dir: PathBuf,
+    pub pin_dir: PathBuf,
     pub log: PathBuf,
 }
 
@@ -43,8 +44,10 @@ impl Moat {
     /// namespace; returns once the classifier is attached and the nft table exists.
     pub fn start(lab: &Lab, config: &str) -> Result<Self> {
         let run_dir = lab.dir.join("run");
+        // A previous run's snapshot is not readiness.
+        let _ = std::fs::remove_file(run_dir.join("status.json"));
         let config_path = lab.dir.join("moat.toml");
-        std::fs::write(&config_path, config.replace("@RUN_DIR@", &run_dir.display().to_string()))?;
+        std::fs::write(&config_path, lab.fill(config))?;
         let log = lab.dir.join("moat.log");
         let child = Command::new("ip")
             .args(["netns", "exec", &lab.gw])
@@ -57,7 +60,7 @@ impl Moat {
             .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .context("starting moat")?;
-        let mut moat = Moat { child: Some(child), config: config_path, run_dir, log };
+        let mut moat = Moat { child: Some(child), config: config_path, run_dir, pin_dir: lab.pin_dir(), log };
         let status_file = moat.run_dir.join("status.json");
         let ready = wait_for(Duration::from_secs(20), || {
             if let Some(code) = moat.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -102,7 +105,8 @@ impl Moat {
         let attempts =
             |v: &Value| v["reloads"]["ok"].as_u64().unwrap_or(0) + v["reloads"]["failed"].as_u64().unwrap_or(0);
         let n = attempts(&before);
-        std::fs::write(&self.config, config.replace("@RUN_DIR@", &self.run_dir.display().to_string()))?;
+        let filled = config.replace("@RUN_DIR@", &self.run_dir.display().to_string());
+        std::fs::write(&self.config, filled.replace("@PIN_DIR@", &self.pin_dir.display().to_string()))?;
         let pid = self.pid().context("moat is not running")?;
         crate::cmd::run(None, &["kill", "-HUP", &pid.to_string()])?;
         let mut latest = Value::Null;
@@ -111,6 +115,14 @@ impl Moat {
             Ok(attempts(&latest) > n)
         })?;
         Ok(latest)
+    }
+
+    /// SIGKILL: the daemon dies without cleaning up anything.
+    pub fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("moat already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
     }
 
     /// SIGTERM, wait for exit; returns the exit status and the final snapshot.
@@ -157,9 +169,16 @@ pub fn traffic(dev: &Value, direction: &str, what: &str) -> u64 {
     dev["total"][direction][what].as_u64().unwrap_or(0)
 }
 
-/// The lab config: the lab's interfaces and the given policy/device tables.
+/// The lab config: the lab's interfaces and directories, a clean stop
+/// removing enforcement (`on_failure = "open"`, so one test's moat never
+/// outlives it), and the given tables. Lines before the first table still
+/// belong to `[gateway]`.
 pub fn lab_config(tables: &str) -> String {
-    format!("[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\n\n{tables}", lab::LAN_IF, lab::WAN_IF)
+    format!(
+        "[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\npin_dir = \"@PIN_DIR@\"\non_failure = \"open\"\n\n{tables}",
+        lab::LAN_IF,
+        lab::WAN_IF
+    )
 }
 
 /// The lab's two usual devices: `camera` (policy "camera") and `laptop`

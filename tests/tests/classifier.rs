@@ -52,7 +52,7 @@ struct Lab {
 
 fn kernel(cfg: &Config) -> Lab {
     assert!(moat_tests::cmd::is_root(), "classifier tests need root (CAP_BPF): run scripts/test as root");
-    let mut k = Kernel::load(Limits::from_config(cfg)).unwrap_or_else(|e| panic!("loading classifier: {e}"));
+    let mut k = Kernel::load(Limits::from_config(cfg), None).unwrap_or_else(|e| panic!("loading classifier: {e}"));
     k.sync_devices(cfg).unwrap_or_else(|e| panic!("filling maps: {e}"));
     let ring = k.take_events().expect("event ring");
     Lab { k, ring }

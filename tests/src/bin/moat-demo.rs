@@ -31,8 +31,10 @@ fn demo() -> Result<()> {
     let config = std::fs::read_to_string(&config_path).context("reading the bundled config")?;
     let macs: Vec<&str> = DEVICES.iter().map(|(_, m)| *m).collect();
     let lab = Lab::new(&macs)?;
-    // The bundled config as shipped; only the run directory moves into the lab.
-    let config = config.replace("run_dir = \"/run/moat\"", "run_dir = \"@RUN_DIR@\"");
+    // The bundled config as shipped; only the run and pin directories move into the lab.
+    let config = config
+        .replace("run_dir = \"/run/moat\"", "run_dir = \"@RUN_DIR@\"")
+        .replace("pin_dir = \"/sys/fs/bpf/moat\"", "pin_dir = \"@PIN_DIR@\"");
     let moat = Moat::start(&lab, &config)?;
     println!("moat demo: a gateway with {} devices, moat enforcing packaging/moat.example.toml", DEVICES.len());
     println!("\ntraffic (real tools in each device's network namespace, to a server in the lab's 'internet'):");
