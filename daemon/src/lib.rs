@@ -3,11 +3,16 @@
 //! reporting counters. `main.rs` is the CLI on top.
 #![forbid(unsafe_code)]
 
+pub mod dhcp;
+pub mod discover;
 pub mod dns;
 pub mod events;
+pub mod forget;
+pub mod inventory;
 pub mod kernel;
 pub mod learn;
 pub mod nft;
+pub mod oui;
 pub mod pins;
 pub mod reload;
 pub mod run;

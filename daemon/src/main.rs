@@ -44,6 +44,14 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Delete everything moat holds about a device: its inventory rows and its
+    /// counters. Run it while the daemon is stopped.
+    Forget {
+        /// The device's MAC address.
+        mac: String,
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Manufacturer Usage Descriptions (RFC 8520).
     Mud {
         #[command(subcommand)]
@@ -113,6 +121,10 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Forget { mac, config } => match load(&config) {
+            Ok(cfg) => forget(&cfg, &mac),
+            Err(code) => code,
+        },
         Command::Run { config } => {
             init_logging();
             let cfg = match load(&config) {
@@ -205,6 +217,42 @@ fn mud_import(file: &std::path::Path, device: &str, name: Option<&str>, output: 
         None => {
             print!("{}", imported.toml);
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn forget(cfg: &Config, mac: &str) -> ExitCode {
+    let mac: moat_policy::MacAddr = match mac.parse() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{mac:?}: bad MAC address: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let db = moat::run::inventory_path(std::path::Path::new(&cfg.gateway.state_dir));
+    let rows = match moat::inventory::Inventory::open(&db).and_then(|mut inv| inv.forget(&mac.to_string())) {
+        Ok(known) => known,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let counters = match cfg.devices.iter().find(|d| d.mac == mac) {
+        Some(d) => moat::forget::zero_pinned_counters(std::path::Path::new(&cfg.gateway.pin_dir), d.id),
+        None => Ok(false),
+    };
+    match counters {
+        Ok(zeroed) => {
+            println!(
+                "{mac}: inventory {}, counters {}",
+                if rows { "deleted" } else { "had nothing" },
+                if zeroed { "zeroed" } else { "not pinned" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{mac}: inventory deleted, but zeroing its counters failed: {e}");
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }

@@ -18,7 +18,9 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    discover,
     events::Events,
+    inventory::Inventory,
     kernel::{Kernel, KernelError, Limits},
     learn::Learner,
     nft::{self, NftError},
@@ -27,6 +29,8 @@ use crate::{
 
 /// How often the status snapshot is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How often the inventory is written to disk (flash wear: batches, not events).
+const INVENTORY_FLUSH_EVERY: u64 = 30;
 /// How often the event ring is drained: most events are submitted without a
 /// wakeup (it costs the kernel ~5 us each), so they are collected on this tick.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
@@ -108,11 +112,14 @@ pub struct Daemon {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_reload_error: Option<String>,
+    /// The device inventory, or why it is unavailable (moat enforces anyway).
+    pub inventory: Result<Inventory, String>,
     seq: u64,
 }
 
 impl Daemon {
     fn new(kernel: Kernel, cfg: Config, path: PathBuf) -> Self {
+        let cfg_state_dir = PathBuf::from(&cfg.gateway.state_dir);
         Daemon {
             kernel,
             cfg,
@@ -123,7 +130,19 @@ impl Daemon {
             reloads_ok: 0,
             reloads_failed: 0,
             last_reload_error: None,
+            inventory: open_inventory(&cfg_state_dir),
             seq: 0,
+        }
+    }
+
+    /// Writes pending inventory changes; an error disables the inventory
+    /// (reported in the status), never enforcement.
+    fn flush_inventory(&mut self) {
+        if let Ok(inv) = &mut self.inventory {
+            if let Err(e) = inv.flush() {
+                error!(error = %e, "inventory write failed; continuing without it");
+                self.inventory = Err(e.to_string());
+            }
         }
     }
 
@@ -132,7 +151,11 @@ impl Daemon {
         let mut script = String::new();
         while let Some(item) = ring.next() {
             if let Some(e) = self.events.record(&item) {
-                self.learner.on_event(&self.cfg, &e, crate::events::payload(&item), &mut script);
+                let payload = crate::events::payload(&item);
+                self.learner.on_event(&self.cfg, &e, payload, &mut script);
+                if let Ok(inv) = &mut self.inventory {
+                    discover::observe(inv, &self.cfg, &e, payload);
+                }
             }
         }
         if !script.is_empty() {
@@ -196,8 +219,22 @@ async fn serve(d: &mut Daemon, ring: RingBuf<MapData>) -> Result<(), RunError> {
     let mut ring = AsyncFd::new(ring).map_err(RunError::Events)?;
     let mut tick = tokio::time::interval(STATUS_EVERY);
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    // systemd's watchdog (WatchdogSec=): ping at half the interval. Without
+    // it the timer just never fires.
+    let mut usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+    let every = if watchdog {
+        Duration::from_micros(usec / 2).max(Duration::from_millis(100))
+    } else {
+        Duration::from_secs(3600)
+    };
+    let mut watchdog_tick = tokio::time::interval(every);
     loop {
         tokio::select! {
+            _ = watchdog_tick.tick(), if watchdog => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                continue;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr1.recv() => {}
@@ -216,9 +253,25 @@ async fn serve(d: &mut Daemon, ring: RingBuf<MapData>) -> Result<(), RunError> {
         }
         // A snapshot includes every event the kernel has produced so far.
         d.drain(ring.get_mut());
+        if d.seq.is_multiple_of(INVENTORY_FLUSH_EVERY) {
+            d.flush_inventory();
+        }
         d.publish();
     }
     d.drain(ring.get_mut());
+    d.flush_inventory();
     d.publish();
     Ok(())
+}
+
+/// The inventory database file in the state directory.
+pub fn inventory_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("inventory.sqlite3")
+}
+
+fn open_inventory(state_dir: &Path) -> Result<Inventory, String> {
+    Inventory::open(&inventory_path(state_dir)).map_err(|e| {
+        error!(error = %e, "device inventory unavailable; enforcing without it");
+        e.to_string()
+    })
 }

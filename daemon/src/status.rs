@@ -41,6 +41,14 @@ pub struct Snapshot {
     pub recent_events: Vec<Event>,
     pub learned: BTreeMap<&'static str, u64>,
     pub reloads: Reloads,
+    pub inventory: InventoryReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InventoryReport {
+    /// "ok", or why the inventory is unavailable.
+    pub state: String,
+    pub devices: Vec<crate::inventory::Record>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +158,10 @@ pub fn collect(d: &Daemon, seq: u64) -> Result<Snapshot, KernelError> {
         .into_iter()
         .collect(),
         reloads: Reloads { ok: d.reloads_ok, failed: d.reloads_failed, last_error: d.last_reload_error.clone() },
+        inventory: match &d.inventory {
+            Ok(inv) => InventoryReport { state: "ok".into(), devices: inv.records().cloned().collect() },
+            Err(e) => InventoryReport { state: e.clone(), devices: Vec::new() },
+        },
     })
 }
 

@@ -21,6 +21,8 @@ pub struct Gateway {
     pub unknown_policy: String,
     /// Shortest life of a DNS-learned address, seconds.
     pub dns_ttl_floor: u32,
+    /// Persistent state: the device inventory database.
+    pub state_dir: String,
     /// bpffs directory where the classifier's maps and links are pinned.
     pub pin_dir: String,
     pub on_failure: OnFailure,
@@ -36,6 +38,9 @@ pub enum OnFailure {
     /// leaves them: the kernel cannot tell a crash from a pause).
     Open,
 }
+
+/// Where the inventory lives when the config does not say.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/moat";
 
 /// Where pins go when the config does not say.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/moat";

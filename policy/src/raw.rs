@@ -42,6 +42,9 @@ pub struct RawGateway {
     /// Shortest life of a DNS-learned address, seconds.
     #[serde(default)]
     pub dns_ttl_floor: Option<Spanned<i64>>,
+    /// Persistent state (the device inventory).
+    #[serde(default)]
+    pub state_dir: Option<Spanned<String>>,
     /// bpffs directory for pinned maps and links.
     #[serde(default)]
     pub pin_dir: Option<Spanned<String>>,

@@ -9,7 +9,7 @@ use toml::Spanned;
 use crate::{
     config::{
         Classifier, Config, Device, Gateway, OnFailure, DEFAULT_BLOCKED, DEFAULT_DNS_TTL_FLOOR, DEFAULT_PIN_DIR,
-        DEFAULT_RUN_DIR, QUARANTINE,
+        DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, QUARANTINE,
     },
     diag::Source,
     mac::MacAddr,
@@ -81,18 +81,19 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
         run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
         unknown_policy: raw.unknown_policy.as_ref().map_or_else(|| QUARANTINE.to_string(), |p| p.get_ref().clone()),
         dns_ttl_floor: bounded(c, raw.dns_ttl_floor.as_ref(), "dns_ttl_floor", (0, 86_400), DEFAULT_DNS_TTL_FLOOR),
-        pin_dir: pin_dir(c, raw.pin_dir.as_ref()),
+        state_dir: abs_dir(c, raw.state_dir.as_ref(), "state_dir", DEFAULT_STATE_DIR),
+        pin_dir: abs_dir(c, raw.pin_dir.as_ref(), "pin_dir", DEFAULT_PIN_DIR),
         on_failure: on_failure(c, raw.on_failure.as_ref()),
     }
 }
 
-fn pin_dir(c: &mut Checker<'_>, v: Option<&Spanned<String>>) -> String {
-    let Some(v) = v else { return DEFAULT_PIN_DIR.to_string() };
+fn abs_dir(c: &mut Checker<'_>, v: Option<&Spanned<String>>, key: &str, default: &str) -> String {
+    let Some(v) = v else { return default.to_string() };
     if !v.get_ref().starts_with('/') || v.get_ref().contains("..") {
         c.err(
             v,
-            format!("`pin_dir` = {:?} must be an absolute path without \"..\"", v.get_ref()),
-            Some("e.g. \"/sys/fs/bpf/moat\"".into()),
+            format!("`{key}` = {:?} must be an absolute path without \"..\"", v.get_ref()),
+            Some(format!("e.g. {default:?}")),
         );
     }
     v.get_ref().trim_end_matches('/').to_string()

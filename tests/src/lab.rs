@@ -226,6 +226,7 @@ impl Lab {
         config
             .replace("@RUN_DIR@", &self.dir.join("run").display().to_string())
             .replace("@PIN_DIR@", &self.pin_dir().display().to_string())
+            .replace("@STATE_DIR@", &self.dir.join("state").display().to_string())
     }
 
     /// Path of the servers' accept log.

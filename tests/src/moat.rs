@@ -106,7 +106,9 @@ impl Moat {
             |v: &Value| v["reloads"]["ok"].as_u64().unwrap_or(0) + v["reloads"]["failed"].as_u64().unwrap_or(0);
         let n = attempts(&before);
         let filled = config.replace("@RUN_DIR@", &self.run_dir.display().to_string());
-        std::fs::write(&self.config, filled.replace("@PIN_DIR@", &self.pin_dir.display().to_string()))?;
+        let state = self.run_dir.with_file_name("state").display().to_string();
+        let filled = filled.replace("@PIN_DIR@", &self.pin_dir.display().to_string()).replace("@STATE_DIR@", &state);
+        std::fs::write(&self.config, filled)?;
         let pid = self.pid().context("moat is not running")?;
         crate::cmd::run(None, &["kill", "-HUP", &pid.to_string()])?;
         let mut latest = Value::Null;
@@ -175,7 +177,7 @@ pub fn traffic(dev: &Value, direction: &str, what: &str) -> u64 {
 /// belong to `[gateway]`.
 pub fn lab_config(tables: &str) -> String {
     format!(
-        "[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\npin_dir = \"@PIN_DIR@\"\non_failure = \"open\"\n\n{tables}",
+        "[gateway]\nlan = \"{}\"\nwan = \"{}\"\nrun_dir = \"@RUN_DIR@\"\npin_dir = \"@PIN_DIR@\"\nstate_dir = \"@STATE_DIR@\"\non_failure = \"open\"\n\n{tables}",
         lab::LAN_IF,
         lab::WAN_IF
     )

@@ -157,6 +157,8 @@ fn unknown_devices_are_quarantined_to_dhcp_and_dns_on_the_gateway() -> Result<()
         "--dhcp-range=10.77.1.100,10.77.1.150,255.255.0.0,1h".to_string(),
         format!("--dhcp-leasefile={leases}"),
         "--dhcp-authoritative".to_string(),
+        "--dhcp-broadcast".to_string(),
+        "--no-ping".to_string(),
     ];
     lab.start_dns(&gw, GW_V4, &gw_service, 60, "gw-dns")?;
     lab.start_dns(&inet, RESOLVER_V4, &[format!("--address=/www.example/{INTERNET_V4}")], 60, "resolver")?;

@@ -1,0 +1,142 @@
+//! The device inventory on real DHCP traffic: what a device says in its DHCP
+//! request lands in the inventory, survives a restart, and `moat forget`
+//! deletes it with the device's counters. A broken database does not stop
+//! moat from enforcing.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a failing test panics
+
+use anyhow::Result;
+use moat_tests::{
+    cmd::{output, run},
+    lab::{connects, Lab, GW_V4, INTERNET_V4},
+    moat::{binary, camera_and_laptop, device, traffic},
+    Moat,
+};
+use serde_json::Value;
+
+const CAMERA: &str = "02:77:00:00:00:01";
+const MUD_URL: &str = "https://cam.example/mud/cam.json";
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn inventory_row<'a>(status: &'a Value, mac: &str) -> Option<&'a Value> {
+    status["inventory"]["devices"].as_array()?.iter().find(|d| d["mac"] == mac)
+}
+
+/// A DHCP server on the gateway (dnsmasq) for the lab's LAN.
+fn dhcp_server(lab: &mut Lab) -> Result<()> {
+    let gw = lab.gw.clone();
+    let leases = lab.dir.join("leases").display().to_string();
+    let args = [
+        format!("--address=/gateway.lab/{GW_V4}"),
+        "--interface=br-lan".to_string(),
+        "--dhcp-range=10.77.1.100,10.77.1.150,255.255.0.0,1h".to_string(),
+        format!("--dhcp-leasefile={leases}"),
+        "--dhcp-authoritative".to_string(),
+        "--dhcp-broadcast".to_string(),
+        "--no-ping".to_string(),
+    ];
+    lab.start_dns(&gw, GW_V4, &args, 60, "gw-dhcp")
+}
+
+/// Packets device `id` sent, read straight from the pinned counters.
+fn pinned_packets(lab: &Lab, id: u32) -> Result<u64> {
+    use aya::maps::{Map, MapData, PerCpuArray};
+    let path = lab.pin_dir().join("v1").join(moat_common::maps::DEVICE_STATS);
+    let map: PerCpuArray<MapData, moat_common::DeviceStats> =
+        PerCpuArray::try_from(Map::PerCpuArray(MapData::from_pin(&path)?))?;
+    Ok(map.get(&id, 0)?.iter().map(|s| s.total(moat_common::class::dir::FROM_DEVICE).packets).sum())
+}
+
+#[test]
+fn dhcp_facts_land_in_the_inventory_survive_restarts_and_can_be_forgotten() -> Result<()> {
+    let mut lab = Lab::new(&[CAMERA])?;
+    let cam = lab.devices[0].clone();
+    dhcp_server(&mut lab)?;
+    let config = camera_and_laptop(r#"["telnet"]"#).replace("on_failure = \"open\"", "on_failure = \"closed\"");
+    let mut moat = Moat::start(&lab, &config)?;
+
+    let mud = format!("0xa1:{}", hex(MUD_URL));
+    let out = output(
+        Some(&cam.ns),
+        &[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+            "-x",
+            "hostname:kitchen-cam",
+            "-V",
+            "vendor-cam 1.0",
+            "-x",
+            &mud,
+        ],
+    )?;
+    let dnsmasq_log = std::fs::read_to_string(lab.dir.join("gw-dhcp.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\ndnsmasq: {dnsmasq_log}\nmoat: {}",
+        String::from_utf8_lossy(&out.stderr),
+        serde_json::to_string(&device(&moat.status()?, "camera")?).unwrap()
+    );
+    assert!(connects(&cam.ns, INTERNET_V4, 80)?, "and some traffic");
+    let status = moat.status()?;
+    let row = inventory_row(&status, CAMERA)
+        .unwrap_or_else(|| panic!("camera not in the inventory: {}", status["inventory"]));
+    assert_eq!(row["hostname"], "kitchen-cam");
+    assert_eq!(row["vendor_class"], "vendor-cam 1.0");
+    assert_eq!(row["mud_url"], MUD_URL);
+    assert_eq!(row["policy"], "camera");
+    assert!(row["fingerprint"].as_str().is_some_and(|f| !f.is_empty()), "{row}");
+    assert!(row["addresses"].as_array().unwrap().iter().any(|a| a == cam.ipv4.as_str()), "{row}");
+    assert_eq!(status["inventory"]["state"], "ok");
+
+    // A clean stop writes the inventory; a new moat reads it back.
+    let (exit, _) = moat.stop()?;
+    assert!(exit.success());
+    let moat = Moat::start(&lab, &config)?;
+    let status = moat.status()?;
+    let row = inventory_row(&status, CAMERA).expect("the inventory survived the restart");
+    assert_eq!(row["hostname"], "kitchen-cam");
+    assert!(traffic(device(&status, "camera")?, "from_device", "packets") > 0, "pinned counters survived too");
+    let before_forget = traffic(device(&moat.status()?, "camera")?, "from_device", "packets");
+    drop(moat); // on_failure = closed: pins stay, so the counters can be forgotten
+
+    let cfg_path = lab.dir.join("moat.toml").display().to_string();
+    let said = run(Some(&lab.gw), &[&binary()?.display().to_string(), "forget", CAMERA, "--config", &cfg_path])?;
+    assert!(said.contains("inventory deleted, counters zeroed"), "{said}");
+    assert_eq!(pinned_packets(&lab, 1)?, 0, "the pinned counters of the camera are zero");
+    let moat = Moat::start(&lab, &config)?;
+    let status = moat.status()?;
+    assert!(inventory_row(&status, CAMERA).is_none(), "forgotten: {}", status["inventory"]);
+    let now = traffic(device(&status, "camera")?, "from_device", "packets");
+    assert!(now < before_forget, "counting starts again from zero ({now} < {before_forget})");
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_database_is_reported_and_moat_keeps_enforcing() -> Result<()> {
+    let lab = Lab::new(&[CAMERA])?;
+    let cam = lab.devices[0].clone();
+    let state = lab.dir.join("state");
+    std::fs::create_dir_all(&state)?;
+    std::fs::write(state.join("inventory.sqlite3"), b"not a database at all, just bytes that are long enough....")?;
+    let moat = Moat::start(&lab, &camera_and_laptop(r#"["telnet"]"#))?;
+    let status = moat.status()?;
+    let why = status["inventory"]["state"].as_str().unwrap_or_default();
+    assert!(why.contains("inventory database") && why.contains("not a database"), "{why}");
+    assert!(!connects(&cam.ns, INTERNET_V4, 23)?, "still enforcing");
+    assert!(connects(&cam.ns, INTERNET_V4, 80)?);
+    assert!(moat.log_text().contains("device inventory unavailable"), "the error is logged");
+    Ok(())
+}
