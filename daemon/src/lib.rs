@@ -11,6 +11,7 @@ pub mod forget;
 pub mod inventory;
 pub mod kernel;
 pub mod learn;
+pub mod neighbours;
 pub mod nft;
 pub mod oui;
 pub mod pins;

@@ -23,6 +23,7 @@ use crate::{
     inventory::Inventory,
     kernel::{Kernel, KernelError, Limits},
     learn::Learner,
+    neighbours,
     nft::{self, NftError},
     pins, reload, status,
 };
@@ -132,6 +133,24 @@ impl Daemon {
             last_reload_error: None,
             inventory: open_inventory(&cfg_state_dir),
             seq: 0,
+        }
+    }
+
+    /// Adds the addresses the kernel's neighbour table maps to known MACs.
+    fn read_neighbours(&mut self) {
+        let Ok(inv) = &mut self.inventory else { return };
+        match neighbours::on(&self.cfg.gateway.lan) {
+            Ok(pairs) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                for (mac, addr) in pairs {
+                    if inv.get(&mac).is_some() {
+                        inv.address(&mac, now, &addr);
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
     }
 
@@ -254,11 +273,13 @@ async fn serve(d: &mut Daemon, ring: RingBuf<MapData>) -> Result<(), RunError> {
         // A snapshot includes every event the kernel has produced so far.
         d.drain(ring.get_mut());
         if d.seq.is_multiple_of(INVENTORY_FLUSH_EVERY) {
+            d.read_neighbours();
             d.flush_inventory();
         }
         d.publish();
     }
     d.drain(ring.get_mut());
+    d.read_neighbours();
     d.flush_inventory();
     d.publish();
     Ok(())

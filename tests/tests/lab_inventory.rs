@@ -7,7 +7,7 @@
 use anyhow::Result;
 use moat_tests::{
     cmd::{output, run},
-    lab::{connects, Lab, GW_V4, INTERNET_V4},
+    lab::{connects, Lab, GW_V4, GW_V6, INTERNET_V4},
     moat::{binary, camera_and_laptop, device, traffic},
     Moat,
 };
@@ -101,6 +101,9 @@ fn dhcp_facts_land_in_the_inventory_survive_restarts_and_can_be_forgotten() -> R
     assert!(row["addresses"].as_array().unwrap().iter().any(|a| a == cam.ipv4.as_str()), "{row}");
     assert_eq!(status["inventory"]["state"], "ok");
 
+    // An address only the neighbour table knows (ICMPv6 opens no flow).
+    run(Some(&cam.ns), &["ping", "-6", "-c", "1", "-W", "2", GW_V6])?;
+
     // A clean stop writes the inventory; a new moat reads it back.
     let (exit, _) = moat.stop()?;
     assert!(exit.success());
@@ -108,6 +111,8 @@ fn dhcp_facts_land_in_the_inventory_survive_restarts_and_can_be_forgotten() -> R
     let status = moat.status()?;
     let row = inventory_row(&status, CAMERA).expect("the inventory survived the restart");
     assert_eq!(row["hostname"], "kitchen-cam");
+    let addrs = row["addresses"].as_array().unwrap();
+    assert!(addrs.iter().any(|a| a == cam.ipv6.as_str()), "the neighbour table's IPv6 address: {row}");
     assert!(traffic(device(&status, "camera")?, "from_device", "packets") > 0, "pinned counters survived too");
     let before_forget = traffic(device(&moat.status()?, "camera")?, "from_device", "packets");
     drop(moat); // on_failure = closed: pins stay, so the counters can be forgotten
@@ -138,5 +143,21 @@ fn a_corrupt_database_is_reported_and_moat_keeps_enforcing() -> Result<()> {
     assert!(!connects(&cam.ns, INTERNET_V4, 23)?, "still enforcing");
     assert!(connects(&cam.ns, INTERNET_V4, 80)?);
     assert!(moat.log_text().contains("device inventory unavailable"), "the error is logged");
+    Ok(())
+}
+
+#[test]
+fn an_unwritable_state_directory_is_reported_and_moat_keeps_enforcing() -> Result<()> {
+    let lab = Lab::new(&[CAMERA])?;
+    let cam = lab.devices[0].clone();
+    // A state_dir below a regular file cannot be created.
+    let blocker = lab.dir.join("not-a-dir");
+    std::fs::write(&blocker, b"x")?;
+    let config =
+        camera_and_laptop(r#"["telnet"]"#).replace("@STATE_DIR@", &blocker.join("state").display().to_string());
+    let moat = Moat::start(&lab, &config)?;
+    let why = moat.status()?["inventory"]["state"].as_str().unwrap_or_default().to_string();
+    assert!(why.starts_with("inventory directory"), "{why}");
+    assert!(!connects(&cam.ns, INTERNET_V4, 23)?, "still enforcing");
     Ok(())
 }
