@@ -36,8 +36,32 @@ pub struct Reloaded {
 }
 
 /// Applies the config at `path` over `current`.
-pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path) -> Result<Reloaded, ReloadError> {
-    let new = Config::load(path).map_err(ReloadError::Config)?;
+/// `extra` is config text appended to the file (policies and devices moat
+/// added itself, from local MUD files).
+pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path, extra: &str) -> Result<Reloaded, ReloadError> {
+    let new = load_with(path, extra).map_err(ReloadError::Config)?;
+    apply(kernel, current, new)
+}
+
+/// The config file plus `extra`.
+pub fn load_with(path: &Path, extra: &str) -> Result<Config, Diagnostics> {
+    if extra.is_empty() {
+        return Config::load(path);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![moat_policy::Diagnostic {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read config: {e}"),
+            hint: None,
+        }])
+    })?;
+    Config::parse(path, &format!("{text}\n{extra}"))
+}
+
+/// Applies `new` over `current` (nft first, then the classifier's maps).
+pub fn apply(kernel: &mut Kernel, current: &Config, new: Config) -> Result<Reloaded, ReloadError> {
     if new.gateway.lan != current.gateway.lan {
         return Err(ReloadError::NeedsRestart("gateway.lan (the interface the classifier is attached to)"));
     }

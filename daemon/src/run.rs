@@ -23,7 +23,7 @@ use crate::{
     inventory::Inventory,
     kernel::{Kernel, KernelError, Limits},
     learn::Learner,
-    neighbours,
+    mud_dir, neighbours,
     nft::{self, NftError},
     pins, reload, status,
 };
@@ -115,6 +115,8 @@ pub struct Daemon {
     pub last_reload_error: Option<String>,
     /// The device inventory, or why it is unavailable (moat enforces anyway).
     pub inventory: Result<Inventory, String>,
+    /// Policies and devices added from local MUD files.
+    pub mud: mud_dir::Applied,
     seq: u64,
 }
 
@@ -132,7 +134,41 @@ impl Daemon {
             reloads_failed: 0,
             last_reload_error: None,
             inventory: open_inventory(&cfg_state_dir),
+            mud: mud_dir::Applied::default(),
             seq: 0,
+        }
+    }
+
+    /// Takes a newly applied config; a table replace emptied the learned
+    /// sets, so what is still valid is put back.
+    fn adopt(&mut self, done: reload::Reloaded) {
+        self.cfg = done.config;
+        if done.replaced {
+            let script = self.learner.restore(&self.cfg);
+            if !script.is_empty() {
+                if let Err(e) = nft::apply("restored learned elements", &script) {
+                    self.apply_errors += 1;
+                    warn!(error = %e, "restoring learned addresses failed");
+                }
+            }
+        }
+    }
+
+    /// An unknown device announced a MUD URL: if the matching file is in
+    /// `mud_dir`, give the device the imported policy (applied like a reload).
+    fn try_mud(&mut self, mac: &str, payload: &[u8]) {
+        let Some(extra) = self.mud.fragment_for(&self.cfg, mac, payload) else { return };
+        let all = format!("{}{extra}", self.mud.extra);
+        let result = reload::load_with(&self.path, &all)
+            .map_err(reload::ReloadError::Config)
+            .and_then(|new| reload::apply(&mut self.kernel, &self.cfg, new));
+        match result {
+            Ok(done) => {
+                info!(mac, policy = %done.config.devices.last().map_or("?", |d| d.policy.as_str()), "applied a local MUD file");
+                self.adopt(done);
+                self.mud.extra = all;
+            }
+            Err(e) => warn!(mac, error = %e, "applying a local MUD file failed"),
         }
     }
 
@@ -175,6 +211,9 @@ impl Daemon {
                 if let Ok(inv) = &mut self.inventory {
                     discover::observe(inv, &self.cfg, &e, payload);
                 }
+                if e.kind == "dhcp_request" && e.device_id == 0 {
+                    self.try_mud(&e.mac, payload);
+                }
             }
         }
         if !script.is_empty() {
@@ -186,21 +225,11 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        match reload::reload(&mut self.kernel, &self.cfg, &self.path) {
+        match reload::reload(&mut self.kernel, &self.cfg, &self.path, &self.mud.extra) {
             Ok(done) => {
-                self.cfg = done.config;
+                self.adopt(done);
                 self.reloads_ok += 1;
                 self.last_reload_error = None;
-                if done.replaced {
-                    // A replace empties the sets: put back what is still valid.
-                    let script = self.learner.restore(&self.cfg);
-                    if !script.is_empty() {
-                        if let Err(e) = nft::apply("restored learned elements", &script) {
-                            self.apply_errors += 1;
-                            warn!(error = %e, "restoring learned addresses failed");
-                        }
-                    }
-                }
             }
             Err(e) => {
                 self.reloads_failed += 1;

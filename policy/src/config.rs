@@ -21,6 +21,9 @@ pub struct Gateway {
     pub unknown_policy: String,
     /// Shortest life of a DNS-learned address, seconds.
     pub dns_ttl_floor: u32,
+    /// Local MUD files: a device not in the config that announces a MUD URL
+    /// whose file name is found here gets the policy imported from it.
+    pub mud_dir: Option<String>,
     /// Persistent state: the device inventory database.
     pub state_dir: String,
     /// bpffs directory where the classifier's maps and links are pinned.

@@ -42,6 +42,9 @@ pub struct RawGateway {
     /// Shortest life of a DNS-learned address, seconds.
     #[serde(default)]
     pub dns_ttl_floor: Option<Spanned<i64>>,
+    /// Directory of local MUD files applied to devices that announce them.
+    #[serde(default)]
+    pub mud_dir: Option<Spanned<String>>,
     /// Persistent state (the device inventory).
     #[serde(default)]
     pub state_dir: Option<Spanned<String>>,

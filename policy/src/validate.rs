@@ -81,6 +81,7 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
         run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
         unknown_policy: raw.unknown_policy.as_ref().map_or_else(|| QUARANTINE.to_string(), |p| p.get_ref().clone()),
         dns_ttl_floor: bounded(c, raw.dns_ttl_floor.as_ref(), "dns_ttl_floor", (0, 86_400), DEFAULT_DNS_TTL_FLOOR),
+        mud_dir: raw.mud_dir.as_ref().map(|v| abs_dir(c, Some(v), "mud_dir", "/etc/moat/mud")),
         state_dir: abs_dir(c, raw.state_dir.as_ref(), "state_dir", DEFAULT_STATE_DIR),
         pin_dir: abs_dir(c, raw.pin_dir.as_ref(), "pin_dir", DEFAULT_PIN_DIR),
         on_failure: on_failure(c, raw.on_failure.as_ref()),

@@ -161,3 +161,34 @@ fn an_unwritable_state_directory_is_reported_and_moat_keeps_enforcing() -> Resul
     assert!(!connects(&cam.ns, INTERNET_V4, 23)?, "still enforcing");
     Ok(())
 }
+
+#[test]
+fn an_unknown_device_announcing_a_local_mud_file_gets_its_policy() -> Result<()> {
+    let mut lab = Lab::new(&["02:77:00:00:00:33"])?;
+    let bulb = lab.devices[0].clone();
+    dhcp_server(&mut lab)?;
+    let mud_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/mud").display().to_string();
+    let config =
+        camera_and_laptop(r#"["telnet"]"#).replace("on_failure = ", &format!("mud_dir = \"{mud_dir}\"\non_failure = "));
+    let moat = Moat::start(&lab, &config)?;
+    let http = |host: &str| -> Result<bool> {
+        Ok(output(Some(&bulb.ns), &["curl", "-s", "-o", "/dev/null", "--max-time", "2", &format!("http://{host}/")])?
+            .status
+            .success())
+    };
+    assert!(!http(INTERNET_V4)?, "unknown device: quarantined");
+
+    let url = format!("0xa1:{}", hex("https://bulbs.example/mud/lab-bulb.json"));
+    let out = output(
+        Some(&bulb.ns),
+        &["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true", "-x", &url],
+    )?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    moat_tests::lab::wait_for(std::time::Duration::from_secs(5), || {
+        Ok(device(&moat.status()?, "mud-027700000033").is_ok_and(|d| d["policy"] == "mud_lab-bulb"))
+    })?;
+    assert!(http(INTERNET_V4)?, "the MUD file allows its web server");
+    assert!(!http(moat_tests::lab::INTERNET_V4_B)?, "and nothing else");
+    assert!(moat.log_text().contains("applied a local MUD file"));
+    Ok(())
+}
