@@ -140,7 +140,7 @@ fn inbound_rate_limit_tags_and_defaults_are_checked() {
     );
     assert_eq!(
         error("[policies.a]\n[gateway.x]\n"),
-        "5:10: unknown field `x`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `dns_ttl_floor`, `state_dir`, `pin_dir`, `on_failure`"
+        "5:10: unknown field `x`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `dns_ttl_floor`, `mud_dir`, `state_dir`, `pin_dir`, `on_failure`"
     );
 }
 
