@@ -89,3 +89,49 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_within_a_second() -> Result<()> 
     assert!(output(Some(&lab.gw), &["nft", "list", "table", "inet", "moat"])?.status.code() != Some(0));
     Ok(())
 }
+
+/// systemd integration without systemd: a notify socket of our own, the
+/// environment systemd would set, and the messages moat sends.
+#[test]
+fn tells_systemd_when_it_is_ready_and_pings_the_watchdog() -> Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new(&[CAMERA])?;
+    let sock_path = lab.dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path)?;
+    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let config = lab.dir.join("moat.toml");
+    std::fs::write(&config, lab.fill(&camera_and_laptop(r#"["telnet"]"#)))?;
+    let bin = binary()?;
+    // WATCHDOG_PID must be moat's own pid: the shell's, kept through exec.
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.gw, "sh", "-c", "export WATCHDOG_PID=$$; exec \"$0\" run --config \"$1\""])
+        .arg(&bin)
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut buf = [0u8; 256];
+    let started = Instant::now();
+    let n = sock.recv(&mut buf)?;
+    let first = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(first.contains("READY=1"), "first message: {first}");
+    // Ready means enforcing: the table is there and telnet is blocked.
+    assert!(
+        run(Some(&lab.gw), &["nft", "list", "table", "inet", "moat"]).is_ok(),
+        "READY after the tables are in place"
+    );
+    assert!(!connects(&lab.devices[0].ns, INTERNET_V4, 23)?);
+    let mut pings = 0;
+    while pings < 3 && started.elapsed() < Duration::from_secs(10) {
+        let n = sock.recv(&mut buf)?;
+        if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    assert_eq!(pings, 3, "the watchdog is pinged at half of WATCHDOG_USEC");
+    run(None, &["kill", "-TERM", &child.id().to_string()])?;
+    assert!(child.wait()?.success(), "a clean SIGTERM exit");
+    Ok(())
+}
