@@ -229,3 +229,58 @@ fn reloads_apply_changes_keep_established_connections_and_reject_bad_configs() -
     assert!(max_gap < 1.0, "no stall longer than a second (max gap {max_gap:.2} s)");
     Ok(())
 }
+
+/// Upload Mbit/s from `ns` to the internet host (iperf3, 2 s).
+fn upload_mbps(ns: &str) -> Result<f64> {
+    let out = run(Some(ns), &["iperf3", "-c", INTERNET_V4, "-t", "2", "-J"])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6)
+}
+
+#[test]
+fn rate_limits_cap_every_packet_of_a_devices_upload() -> Result<()> {
+    let mut lab = Lab::new(&[&mac(1), &mac(2)])?;
+    let (cam, laptop) = (lab.devices[0].ns.clone(), lab.devices[1].ns.clone());
+    let inet = lab.inet.clone();
+    lab.spawn(&inet, &["iperf3", "-s", "-B", INTERNET_V4], "iperf")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let tables = format!(
+        "[policies.camera]\nrate_limit_kbps = 2000\n\n[policies.open]\n\n{}{}",
+        device(1, "camera", "camera"),
+        device(2, "laptop", "open")
+    );
+    let _moat = Moat::start(&lab, &lab_config(&tables))?;
+    let limited = upload_mbps(&cam)?;
+    let free = upload_mbps(&laptop)?;
+    // 2000 kbit/s = 250 kbytes/s; TCP settles below it after the burst.
+    assert!(limited < 4.0, "the camera's upload is capped: {limited:.2} Mbit/s");
+    assert!(limited > 0.2, "but not cut off: {limited:.2} Mbit/s");
+    assert!(free > 50.0, "other devices are not limited: {free:.2} Mbit/s");
+    Ok(())
+}
+
+#[test]
+fn a_forged_dns_answer_routed_through_the_gateway_teaches_nothing() -> Result<()> {
+    let lab = Lab::new(&[&mac(1), &mac(2)])?;
+    let (cam, other) = (lab.devices[0].clone(), lab.devices[1].clone());
+    let tables = format!(
+        "[policies.camera]\ninternet = \"allowlist\"\nallow = [{{ domain = \"*.vendor.example\", ports = [80] }}]\n\n\
+         [policies.open]\n\n{}{}",
+        device(1, "camera", "camera"),
+        device(2, "other", "open")
+    );
+    let moat = Moat::start(&lab, &lab_config(&tables))?;
+    // The other device sends a forged answer to the camera through the
+    // gateway (a route via the gateway makes it hairpin through br-lan).
+    run(Some(&other.ns), &["ip", "route", "add", &format!("{}/32", cam.ipv4), "via", GW_V4])?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/spoof_dns.py").display().to_string();
+    run(Some(&other.ns), &["python3", &script, &cam.ipv4, "40000", "api.vendor.example", INTERNET_V4_B])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let s = moat.status()?;
+    assert_eq!(s["learned"]["dns_addresses"].as_u64(), Some(0), "nothing learned from a forged answer");
+    assert!(!http(&cam.ns, INTERNET_V4_B)?, "the forged address stays blocked");
+    let chain = run(Some(&lab.gw), &["nft", "list", "chain", "inet", "moat", "forward"])?;
+    let rule = chain.lines().find(|l| l.contains("routed back into the LAN")).unwrap_or_default();
+    assert!(!rule.contains("packets 0 "), "the hairpin rule dropped it: {rule}");
+    Ok(())
+}

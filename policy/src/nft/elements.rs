@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, net::IpAddr};
 
-use super::{dest_set, device_mark, hosts_set, policy_chain, services_chain, BRIDGE_TABLE, TABLE};
+use super::{dest_set, device_mark, hosts_set, marks_set, policy_chain, services_chain, BRIDGE_TABLE, TABLE};
 use crate::{
     model::{Allow, Lan},
     Config, Device,
@@ -54,9 +54,21 @@ fn bridge_sets(cfg: &Config, d: &Device) -> Vec<String> {
     sets
 }
 
+/// The inet sets a device's mark is in (rate-limited policies).
+fn inet_sets(cfg: &Config, d: &Device) -> Vec<String> {
+    if cfg.policy_of(d).rate_limit_kbps.is_some() {
+        vec![marks_set(&d.policy)]
+    } else {
+        Vec::new()
+    }
+}
+
 fn remove(s: &mut String, cfg: &Config, d: &Device) {
     for (map, _) in maps_elements(d) {
         let _ = writeln!(s, "delete element {TABLE} {map} {{ {:#010x} }}", device_mark(d.id));
+    }
+    for set in inet_sets(cfg, d) {
+        let _ = writeln!(s, "delete element {TABLE} {set} {{ {:#010x} }}", device_mark(d.id));
     }
     for set in bridge_sets(cfg, d) {
         let _ = writeln!(s, "delete element {BRIDGE_TABLE} {set} {{ {} }}", d.mac);
@@ -66,6 +78,9 @@ fn remove(s: &mut String, cfg: &Config, d: &Device) {
 fn add(s: &mut String, cfg: &Config, d: &Device) {
     for (map, element) in maps_elements(d) {
         let _ = writeln!(s, "add element {TABLE} {map} {{ {element} }}");
+    }
+    for set in inet_sets(cfg, d) {
+        let _ = writeln!(s, "add element {TABLE} {set} {{ {:#010x} }}", device_mark(d.id));
     }
     for set in bridge_sets(cfg, d) {
         let _ = writeln!(s, "add element {BRIDGE_TABLE} {set} {{ {} }}", d.mac);
@@ -95,8 +110,9 @@ pub fn dns_elements(policy: &str, addr: IpAddr, entries: &[&Allow], ttl: u32) ->
 }
 
 /// The element recording that a device of `policy` uses `addr` (inbound
-/// openings apply to it).
+/// openings apply to it), with its expiry restarted (add, delete, add: a
+/// plain add would keep an existing element's old expiry).
 pub fn host_elements(policy: &str, addr: IpAddr) -> String {
-    let family = if addr.is_ipv4() { 4 } else { 6 };
-    format!("add element {TABLE} {} {{ {addr} }}\n", hosts_set(policy, family))
+    let set = hosts_set(policy, if addr.is_ipv4() { 4 } else { 6 });
+    format!("add element {TABLE} {set} {{ {addr} }}\ndelete element {TABLE} {set} {{ {addr} }}\nadd element {TABLE} {set} {{ {addr} }}\n")
 }

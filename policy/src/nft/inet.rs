@@ -10,6 +10,8 @@ use crate::{
     Config,
 };
 
+/// Device addresses remembered per policy for inbound openings.
+pub(super) const HOSTS_MAX: u32 = 4096;
 /// How long a learned device address keeps its inbound openings.
 const HOST_TIMEOUT: &str = "1h";
 
@@ -17,7 +19,7 @@ pub(super) fn table(s: &mut String, cfg: &Config) {
     let _ = writeln!(s, "table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
     maps(s, cfg);
     for (name, p) in &cfg.policies {
-        sets(s, name, p);
+        sets(s, cfg, name, p);
     }
     base_chains(s, cfg);
     for (name, p) in &cfg.policies {
@@ -41,7 +43,7 @@ fn maps(s: &mut String, cfg: &Config) {
     }
 }
 
-fn sets(s: &mut String, name: &str, p: &Policy) {
+fn sets(s: &mut String, cfg: &Config, name: &str, p: &Policy) {
     if p.internet == Internet::Allowlist {
         for (family, addr) in [(4u8, "ipv4_addr"), (6, "ipv6_addr")] {
             let items = static_elements(p, family);
@@ -57,7 +59,7 @@ fn sets(s: &mut String, name: &str, p: &Policy) {
         for (family, addr) in [(4u8, "ipv4_addr"), (6, "ipv6_addr")] {
             let _ = writeln!(
                 s,
-                "\tset {} {{\n\t\ttype {addr}\n\t\tflags timeout\n\t\ttimeout {HOST_TIMEOUT}\n\t}}",
+                "\tset {} {{\n\t\ttype {addr}\n\t\tsize {HOSTS_MAX}\n\t\tflags timeout\n\t\ttimeout {HOST_TIMEOUT}\n\t}}",
                 hosts_set(name, family)
             );
         }
@@ -67,6 +69,8 @@ fn sets(s: &mut String, name: &str, p: &Policy) {
             s,
             "\tset pol_{name}_rate {{\n\t\ttype ether_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t}}"
         );
+        let ids = policy_marks(cfg, name);
+        let _ = writeln!(s, "\tset {} {{\n\t\ttype mark{}\n\t}}", super::marks_set(name), elements(&ids));
     }
 }
 
@@ -85,22 +89,54 @@ fn static_elements(p: &Policy, family: u8) -> Vec<String> {
     out
 }
 
+/// Device marks of a policy's devices (and of unknown devices, if it is the
+/// unknown-device policy).
+fn policy_marks(cfg: &Config, name: &str) -> Vec<String> {
+    let mut ids: Vec<String> =
+        cfg.devices.iter().filter(|d| d.policy == name).map(|d| format!("{:#010x}", device_mark(d.id))).collect();
+    if cfg.gateway.unknown_policy == name {
+        ids.push(format!("{:#010x}", device_mark(0)));
+    }
+    ids
+}
+
+/// Upload rate limits: before the established-connection shortcut, so every
+/// packet counts, not only a connection's first.
+fn rate_rules(cfg: &Config, lan: &str) -> String {
+    let mut out = String::new();
+    for (name, p) in &cfg.policies {
+        let Some(kbps) = p.rate_limit_kbps else { continue };
+        let kbytes = (kbps / 8).max(1);
+        let _ = writeln!(
+            out,
+            "\t\tiifname {lan} meta mark & {mask:#010x} @{ids} update @pol_{name}_rate {{ ether saddr limit rate over {kbytes} kbytes/second }} counter drop comment \"{name}: rate limit\"",
+            mask = super::DEVICE_MARK_MASK,
+            ids = super::marks_set(name)
+        );
+    }
+    out
+}
+
 fn base_chains(s: &mut String, cfg: &Config) {
-    let (lan, wan) = (quote(&cfg.gateway.lan), quote(&cfg.gateway.wan));
+    let lan = quote(&cfg.gateway.lan);
+    let rates = rate_rules(cfg, &lan);
     let _ = writeln!(
         s,
         "\tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
-\t\tct state established,related accept
+{rates}\t\tct state established,related accept
 \t\tct state invalid counter drop comment \"invalid\"
-\t\tiifname {wan} oifname {lan} jump from_wan
-\t\tiifname {lan} oifname {wan} jump to_wan
+\t\tiifname {lan} oifname {lan} meta mark & {moat:#010x} == 0 accept comment \"bridged (br_netfilter): the bridge table decides\"
+\t\tiifname {lan} oifname {lan} counter drop comment \"lan: routed back into the LAN\"
+\t\tiifname {lan} jump to_wan
+\t\toifname {lan} jump from_wan
 \t}}
 \tchain to_wan {{
 \t\tmeta mark & {mask:#010x} vmap @to_wan_policy
 \t\tcounter drop comment \"no moat mark: classifier not running\"
 \t}}",
-        mask = super::DEVICE_MARK_MASK
+        mask = super::DEVICE_MARK_MASK,
+        moat = moat_common::mark::MOAT_BIT
     );
     let _ = writeln!(s, "\tchain from_wan {{");
     for (name, p) in &cfg.policies {
@@ -132,13 +168,6 @@ fn base_chains(s: &mut String, cfg: &Config) {
 
 fn policy_chain_rules(s: &mut String, name: &str, p: &Policy) {
     let _ = writeln!(s, "\tchain {} {{", policy_chain(name));
-    if let Some(kbps) = p.rate_limit_kbps {
-        let kbytes = (kbps / 8).max(1);
-        let _ = writeln!(
-            s,
-            "\t\tupdate @pol_{name}_rate {{ ether saddr limit rate over {kbytes} kbytes/second }} counter drop comment \"{name}: rate limit\""
-        );
-    }
     match p.internet {
         Internet::Open => {
             let _ = writeln!(s, "\t\taccept");

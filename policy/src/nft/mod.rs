@@ -46,6 +46,11 @@ pub fn dest_set(policy: &str, family: u8) -> String {
     format!("pol_{policy}_v{family}")
 }
 
+/// The device marks of a rate-limited policy.
+pub fn marks_set(policy: &str) -> String {
+    format!("pol_{policy}_ids")
+}
+
 /// A policy's set of device addresses (for inbound openings).
 pub fn hosts_set(policy: &str, family: u8) -> String {
     format!("pol_{policy}_hosts{family}")
