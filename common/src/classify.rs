@@ -122,11 +122,38 @@ fn tcp(w: &Words<'_>) -> Class {
         class::RTSP
     } else if is_http(w) {
         class::HTTP
-    } else if w.is(pat(b"220 ")) | w.is(pat(b"220-")) | w.is(pat(b"USER ")) {
+    } else if is_ftp(w) {
         class::FTP
     } else {
         class::OTHER
     }
+}
+
+/// FTP: the server's `220` greeting, on port 21 or naming FTP (SMTP and
+/// others greet with 220 too), or the client's `USER`.
+fn is_ftp(w: &Words<'_>) -> bool {
+    let greeting = w.is(pat(b"220 ")) | w.is(pat(b"220-"));
+    let says_ftp = w.is(pat_at(4, b"FTP"))
+        | w.is(pat_at(5, b"FTP"))
+        | w.is(pat_at(6, b"FTP"))
+        | w.is(pat_at(7, b"FTP"))
+        | w.is(pat_at(8, b"FTP"))
+        | w.is(pat_at(9, b"FTP"))
+        | w.is(pat_at(10, b"FTP"))
+        | w.is(pat_at(11, b"FTP"))
+        | w.is(pat_at(12, b"FTP"))
+        | w.is(pat_at(13, b"FTP"))
+        | w.is(pat_at(4, b"ftp"))
+        | w.is(pat_at(5, b"ftp"))
+        | w.is(pat_at(6, b"ftp"))
+        | w.is(pat_at(7, b"ftp"))
+        | w.is(pat_at(8, b"ftp"))
+        | w.is(pat_at(9, b"ftp"))
+        | w.is(pat_at(10, b"ftp"))
+        | w.is(pat_at(11, b"ftp"))
+        | w.is(pat_at(12, b"ftp"))
+        | w.is(pat_at(13, b"ftp"));
+    (greeting & (w.port(21) | says_ftp)) | w.is(pat(b"USER "))
 }
 
 /// TLS record: handshake (22), version 3.x (x ≤ 4), ClientHello (1) or ServerHello (2).

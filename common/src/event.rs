@@ -17,9 +17,10 @@ pub const KIND_COUNT: usize = 6;
 pub const KIND_NAMES: [&str; KIND_COUNT] =
     ["invalid", "new_device", "new_flow", "blocked", "dns_response", "dhcp_request"];
 
-/// Longest payload copied into a [`PacketEvent`]: a classic DNS message (512)
-/// and a DHCP message up to the 576 bytes every client must accept.
-pub const PACKET_COPY_MAX: usize = 576;
+/// Longest payload copied into a [`PacketEvent`]: a DNS message up to the
+/// 1232-byte EDNS size resolvers use (answers for CDNs are often past 512),
+/// and any DHCP message.
+pub const PACKET_COPY_MAX: usize = 1232;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

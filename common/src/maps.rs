@@ -51,7 +51,7 @@ pub const PROG_PASS: &str = "moat_pass";
 pub const MAX_DEVICES: u32 = 1024;
 pub const FLOW_TABLE_SIZE: u32 = 65536;
 pub const UNKNOWN_SEEN_SIZE: u32 = 1024;
-pub const EVENTS_BYTES: u32 = 256 * 1024;
+pub const EVENTS_BYTES: u32 = 512 * 1024;
 /// Device id under which unknown MACs are counted.
 pub const UNKNOWN_DEVICE_ID: u32 = 0;
 

@@ -32,8 +32,18 @@ pub const HEALTH_RINGBUF_FULL: u32 = 4;
 /// Health: the tail call to the classifier failed; the packet was judged by
 /// its port hint (class other unless telnet's ports).
 pub const HEALTH_TAIL_CALL_FAILED: u32 = 5;
+/// Health: a fragment of a TCP segment (dropped: TCP does not need IP
+/// fragmentation, and fragments would hide the payload from classification).
+pub const HEALTH_TCP_FRAGMENT: u32 = 6;
 /// Number of health counters.
-pub const HEALTH_COUNT: usize = 6;
+pub const HEALTH_COUNT: usize = 7;
 /// Names of the health counters, indexed by number.
-pub const HEALTH_NAMES: [&str; HEALTH_COUNT] =
-    ["truncated", "bad_header", "ext_header_limit", "flow_insert_failed", "ringbuf_full", "tail_call_failed"];
+pub const HEALTH_NAMES: [&str; HEALTH_COUNT] = [
+    "truncated",
+    "bad_header",
+    "ext_header_limit",
+    "flow_insert_failed",
+    "ringbuf_full",
+    "tail_call_failed",
+    "tcp_fragment",
+];

@@ -76,7 +76,10 @@ fn http_rtsp_ssh_ftp() {
     assert_eq!(tcp(22, b"SSH-2.0-OpenSSH_9.2\r\n"), class::SSH);
     assert_eq!(tcp(2222, b"SSH-1.99-dropbear\r\n"), class::SSH);
     assert_eq!(tcp(21, b"220 ProFTPD Server\r\n"), class::FTP);
-    assert_eq!(tcp(21, b"220-Welcome\r\n"), class::FTP);
+    assert_eq!(tcp(21, b"220-Welcome\r\n"), class::FTP, "any 220 greeting on port 21");
+    assert_eq!(tcp(2121, b"220 (vsFTPd 3.0.3)\r\n"), class::FTP, "a greeting naming FTP on any port");
+    assert_eq!(tcp(2121, b"220 Welcome\r\n"), class::OTHER, "a bare 220 elsewhere is not enough");
+    assert_eq!(tcp(25, b"220 mail.example ESMTP\r\n"), class::OTHER, "SMTP is not FTP");
     assert_eq!(tcp(21, b"USER anonymous\r\n"), class::FTP);
     assert_eq!(tcp(21, b"2200 nope"), class::OTHER);
 }

@@ -63,7 +63,10 @@ pub fn track(existing: Option<&'static mut FlowValue>, k: &FlowKey, p: &Packet, 
         }
         return Tracked::Class(v.class);
     }
-    let hint = if p.proto == IPPROTO_TCP { classify::tcp_port_hint(k.remote_port) } else { class::OTHER };
+    // The port a connection is made to: the remote's when the device starts
+    // it, the device's own when the first packet comes to it.
+    let service_port = if d == dir::FROM_DEVICE { k.remote_port } else { k.lan_port };
+    let hint = if p.proto == IPPROTO_TCP { classify::tcp_port_hint(service_port) } else { class::OTHER };
     let mut v = FlowValue { first_seen_ns: now, last_seen_ns: now, class: hint, ..Default::default() };
     // A flow blocked before and since evicted keeps its class.
     // SAFETY: the value is copied out at once.

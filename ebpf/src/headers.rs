@@ -139,10 +139,17 @@ fn ipv4(ctx: &TcContext, l3: usize) -> Parse {
     };
     p.src[..4].copy_from_slice(&src);
     p.dst[..4].copy_from_slice(&dst);
-    if frag & 0x1fff != 0 {
+    // The more-fragments flag, read on its own: reusing `frag` for a second
+    // mask made LLVM emit a mask of the packet pointer, which the verifier rejects.
+    let more = byte(ctx, l3 + 6).is_some_and(|b| b & 0x20 != 0);
+    let nonfirst = frag & 0x1fff != 0;
+    if (more || nonfirst) && proto == IPPROTO_TCP {
+        return Parse::Malformed(reason::HEALTH_TCP_FRAGMENT);
+    }
+    if nonfirst {
         return Parse::Ip(p); // non-first fragment: no ports
     }
-    l4(ctx, p, l3 + ihl, total - ihl)
+    unfragmented_payload(l4(ctx, p, l3 + ihl, total - ihl), more)
 }
 
 fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
@@ -156,6 +163,7 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
     let mut off = l3 + IPV6_HLEN;
+    let mut fragmented = false;
     let end = off + usize::from(plen);
     for _ in 0..MAX_EXT_HEADERS {
         let step = match next {
@@ -163,15 +171,19 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
             // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
             0 | 43 | 60 => byte(ctx, off + 1).map(|l| (usize::from(l) + 1) * 8),
             // Fragment: fixed 8 bytes; only the first fragment carries the ports.
-            44 => match be16(ctx, off + 2) {
-                Some(fo) if fo & 0xfff8 != 0 => {
+            44 => match (be16(ctx, off + 2), byte(ctx, off)) {
+                (Some(_), Some(IPPROTO_TCP)) => return Parse::Malformed(reason::HEALTH_TCP_FRAGMENT),
+                (Some(fo), Some(_)) if fo & 0xfff8 != 0 => {
                     let mut p = Packet::new(FAMILY_V6, 44);
                     p.src = src;
                     p.dst = dst;
                     return Parse::Ip(p);
                 }
-                Some(_) => Some(8),
-                None => None,
+                (Some(_), Some(_)) => {
+                    fragmented = true;
+                    Some(8)
+                }
+                _ => None,
             },
             // Authentication header: (len + 2) * 4 bytes.
             51 => byte(ctx, off + 1).map(|l| (usize::from(l) + 2) * 4),
@@ -192,7 +204,19 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Parse {
     if end < off {
         return Parse::Malformed(reason::HEALTH_BAD_HEADER);
     }
-    l4(ctx, p, off, end - off)
+    unfragmented_payload(l4(ctx, p, off, end - off), fragmented)
+}
+
+/// A first fragment's payload is never classified: the rest of it (and so
+/// what the flow really carries) is in fragments the program does not see.
+fn unfragmented_payload(parsed: Parse, fragment: bool) -> Parse {
+    match parsed {
+        Parse::Ip(mut p) if fragment => {
+            p.payload_len = 0;
+            Parse::Ip(p)
+        }
+        other => other,
+    }
 }
 
 /// Reads TCP/UDP ports and the payload extent; other protocols pass as they are.
@@ -209,6 +233,11 @@ fn l4(ctx: &TcContext, mut p: Packet, off: usize, l4_len: usize) -> Parse {
     let (Some(sport), Some(dport)) = (be16(ctx, off), be16(ctx, off + 2)) else {
         return Parse::Malformed(reason::HEALTH_TRUNCATED);
     };
+    // The header must fit in what the IP header says it carries: bytes past
+    // it are Ethernet padding the sender controls.
+    if l4_len < hdr_len {
+        return Parse::Malformed(reason::HEALTH_TRUNCATED);
+    }
     p.sport = sport;
     p.dport = dport;
     p.has_ports = true;

@@ -31,6 +31,28 @@ pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(
 #[map]
 pub static BLOCKED_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(BLOCKED_FLOWS_SIZE, 0);
 
+/// Last DHCP copy per MAC: at most one a second, so one device cannot fill
+/// the ring with DHCP copies.
+#[map]
+static DHCP_COPIED: LruHashMap<MacKey, u64> = LruHashMap::with_max_entries(UNKNOWN_SEEN_SIZE, 0);
+
+const DHCP_COPY_EVERY_NS: u64 = 1_000_000_000;
+
+/// Whether a DHCP message from `mac` may be copied now (and records it).
+pub fn dhcp_copy_allowed(mac: &[u8; 6]) -> bool {
+    let k = MacKey::new(*mac);
+    // SAFETY: clock read, no arguments.
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
+    // SAFETY: the value is copied out at once.
+    if let Some(last) = unsafe { DHCP_COPIED.get(k) }.copied() {
+        if now.wrapping_sub(last) < DHCP_COPY_EVERY_NS {
+            return false;
+        }
+    }
+    let _ = DHCP_COPIED.insert(k, now, 0);
+    true
+}
+
 #[map]
 pub static UNKNOWN_SEEN: LruHashMap<MacKey, u64> = LruHashMap::with_max_entries(UNKNOWN_SEEN_SIZE, 0);
 

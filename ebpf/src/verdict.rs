@@ -60,6 +60,11 @@ fn drop_reason(dev: &DeviceEntry, class: Class, proto: u8) -> Option<u32> {
 /// One BLOCKED event per flow, not per packet: a scanning device must not
 /// flood the ring buffer.
 fn report_block_once(k: &FlowKey, f: &Facts<'_>, class: Class, why: u32) {
+    // Remembered whatever the flag says: a flow first dropped for quarantine
+    // may be dropped for its class later, and must stay so after eviction.
+    if why == reason::BLOCKED_CLASS {
+        let _ = maps::BLOCKED_FLOWS.insert(k, class, 0);
+    }
     if let Some(v) = maps::FLOWS.get_ptr_mut(k) {
         // SAFETY: entry in the map; a racing CPU at worst sends a second event.
         let v = unsafe { &mut *v };
@@ -68,9 +73,6 @@ fn report_block_once(k: &FlowKey, f: &Facts<'_>, class: Class, why: u32) {
         }
         v.flags |= FLOW_BLOCKED;
     }
-    if why == reason::BLOCKED_CLASS {
-        let _ = maps::BLOCKED_FLOWS.insert(k, class, 0);
-    }
     events::flow(event::BLOCKED, class, why as u8, f.dir, f.dev.id, &f.mac, k);
 }
 
@@ -78,7 +80,7 @@ fn report_block_once(k: &FlowKey, f: &Facts<'_>, class: Class, why: u32) {
 fn copy_if_wanted(ctx: &TcContext, f: &Facts<'_>, k: &FlowKey, class: Class) {
     let kind = if class == class::DNS && f.dir == dir::TO_DEVICE {
         event::DNS_RESPONSE
-    } else if class == class::DHCP && f.dir == dir::FROM_DEVICE {
+    } else if class == class::DHCP && f.dir == dir::FROM_DEVICE && maps::dhcp_copy_allowed(&f.mac) {
         event::DHCP_REQUEST
     } else {
         return;

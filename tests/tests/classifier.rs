@@ -465,23 +465,38 @@ fn fragments_ext_headers_and_non_ip() {
     let mut f = eth(BLOCKER, ETH_P_IPV6);
     f.extend(ipv6(0, &ext_header(60, &ext_header(TCP, &tcp(23)))));
     assert_eq!(lab.out(&f), TC_ACT_SHOT, "telnet behind ext headers");
-    // Non-first fragments carry no ports: passed (conntrack reassembles before nft).
+    // Non-first UDP fragments carry no ports: passed (conntrack reassembles before nft).
     let mut f = eth(BLOCKER, ETH_P_IPV4);
-    f.extend(ipv4(TCP, 185, &[0u8; 24]));
-    assert_eq!(lab.out(&f), TC_ACT_OK, "non-first IPv4 fragment");
+    f.extend(ipv4(UDP, 185, &[0u8; 24]));
+    assert_eq!(lab.out(&f), TC_ACT_OK, "non-first IPv4 UDP fragment");
     let mut f = eth(BLOCKER, ETH_P_IPV6);
+    f.extend(ipv6(44, &[17, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 0, 0]));
+    assert_eq!(lab.out(&f), TC_ACT_OK, "non-first IPv6 UDP fragment");
+    // A first UDP fragment is judged on its ports but never classified from:
+    // its payload is incomplete.
+    let mut f = eth(ALLOWER, ETH_P_IPV4);
+    f.extend(ipv4(UDP, 0x2000, &udp_dgram(47100, 53, &dns_message(false))));
+    assert_eq!(lab.out(&f), TC_ACT_OK, "first UDP fragment");
+    let flow = lab.k.flows().into_iter().find(|(k, _)| k.lan_port == 47100).expect("flow");
+    assert_eq!(flow.1.flags & FLOW_CLASSIFIED, 0, "not classified from a fragment");
+    let total: u64 = lab.k.health().unwrap_or_else(|e| panic!("{e}")).iter().sum();
+    assert_eq!(total, 0, "nothing so far is malformed");
+    // TCP needs no fragmentation: every TCP fragment is dropped, first or not,
+    // so a payload can never hide from classification in fragments.
+    let mut f = eth(ALLOWER, ETH_P_IPV4);
+    f.extend(ipv4(TCP, 0x2000, &tcp(8023)));
+    assert_eq!(lab.out(&f), TC_ACT_SHOT, "first TCP fragment");
+    let mut f = eth(ALLOWER, ETH_P_IPV4);
+    f.extend(ipv4(TCP, 185, &[0u8; 24]));
+    assert_eq!(lab.out(&f), TC_ACT_SHOT, "non-first TCP fragment");
+    let mut f = eth(ALLOWER, ETH_P_IPV6);
     f.extend(ipv6(44, &[6, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 0, 0]));
-    assert_eq!(lab.out(&f), TC_ACT_OK, "non-first IPv6 fragment");
-    // The first fragment carries the ports and is judged.
-    let mut f = eth(BLOCKER, ETH_P_IPV4);
-    f.extend(ipv4(TCP, 0x2000, &tcp(23)));
-    assert_eq!(lab.out(&f), TC_ACT_SHOT, "first fragment to 23");
+    assert_eq!(lab.out(&f), TC_ACT_SHOT, "IPv6 TCP fragment");
+    assert_eq!(lab.health(reason::HEALTH_TCP_FRAGMENT), 3);
     let mut arp = eth(BLOCKER, ETH_P_ARP);
     arp.extend([0u8; 28]);
     assert_eq!(lab.out(&arp), TC_ACT_OK, "ARP");
     assert_eq!(lab.out(&eth(BLOCKER, ETH_P_ARP)), TC_ACT_OK, "bare ARP ethertype");
-    let total: u64 = lab.k.health().unwrap_or_else(|e| panic!("{e}")).iter().sum();
-    assert_eq!(total, 0, "nothing here is malformed");
     // Shorter than an Ethernet header: the kernel refuses the input; if a kernel
     // ever runs it, the program passes it to the stack (which drops runts).
     let short = &eth(ALLOWER, ETH_P_ARP)[..10];
@@ -569,4 +584,20 @@ fn eviction_from_a_full_flow_table_does_not_unblock_a_flow() {
     assert_eq!(lab.out(&mid), TC_ACT_SHOT, "an evicted blocked flow stays blocked");
     let mid_allowed = flow_frame(ALLOWER, Way::Out, Net::V4, TCP, 10000, 443, b"\x17\x03\x03\x00\x05hello");
     assert_eq!(lab.out(&mid_allowed), TC_ACT_OK, "an evicted allowed flow stays allowed");
+}
+
+#[test]
+fn telnet_ports_count_for_connections_to_the_device_too_and_dhcp_copies_are_rate_limited() {
+    let cfg = config(None);
+    let mut lab = kernel(&cfg);
+    // A SYN from outside to the device's own port 23 (its telnetd).
+    let mut syn = eth_hdr(BLOCKER, GW_MAC, ETH_P_IPV4);
+    syn.extend(ip4(REMOTE_V4, DEV_V4, TCP, 0, &tcp_seg(50000, 23, SYN, &[])));
+    assert_eq!(lab.way(Way::In, &syn).0, TC_ACT_SHOT, "telnet to the device is telnet");
+    // DHCP copies: at most one per MAC per second.
+    for _ in 0..5 {
+        lab.out(&flow_frame(ALLOWER, Way::Out, Net::V4, UDP, 68, 67, &dhcp_discover()));
+    }
+    let copies = lab.events().into_iter().filter(|(e, _)| e.kind == "dhcp_request").count();
+    assert_eq!(copies, 1, "a burst of DHCP from one device is copied once");
 }
