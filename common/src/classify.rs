@@ -225,6 +225,9 @@ fn udp(w: &Words<'_>) -> Class {
     let s = w.s;
     if (w.port(67) | w.port(68)) & (s.payload_len >= 240) & ((w.at(0) == 1) | (w.at(0) == 2)) & s.dhcp_cookie {
         class::DHCP
+    } else if (w.s.dst_port == 547 || w.s.dst_port == 546) & (w.at(0) >= 1) & (w.at(0) <= 13) {
+        // DHCPv6: client/server ports and a defined message type.
+        class::DHCP
     } else if w.port(53) & dns_header(w) {
         class::DNS
     } else if w.port(5353) & dns_header(w) {

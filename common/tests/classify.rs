@@ -110,6 +110,8 @@ fn udp_classes() {
     let mut no_cookie = dhcp_discover();
     no_cookie[236] = 0;
     assert_eq!(udp(68, 67, &no_cookie), class::OTHER);
+    assert_eq!(udp(546, 547, &[1, 0xaa, 0xbb, 0xcc, 0, 1]), class::DHCP, "DHCPv6 solicit");
+    assert_eq!(udp(546, 547, &[99, 0, 0, 0]), class::OTHER, "not a DHCPv6 message type");
     let mut ntp = vec![0u8; 48];
     ntp[0] = 0x23; // version 4, mode 3 (client)
     assert_eq!(udp(40000, 123, &ntp), class::NTP);

@@ -33,8 +33,11 @@ const MIGRATIONS: [&str; 1] = ["CREATE TABLE devices (
         PRIMARY KEY (mac, addr)
     );"];
 
-/// Addresses kept per device (privacy addresses rotate).
+/// Addresses kept per device (privacy addresses rotate: the oldest goes).
 const MAX_ADDRESSES: usize = 16;
+/// Devices kept: a flood of spoofed MACs must not grow memory, the database
+/// or the status snapshot without bound (the longest unseen goes).
+pub const MAX_RECORDS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -61,6 +64,23 @@ pub struct Record {
     pub quarantined: bool,
     pub quarantine_reason: Option<String>,
     pub addresses: BTreeSet<String>,
+    /// When each address was last seen (to replace the oldest).
+    #[serde(skip)]
+    pub address_seen: BTreeMap<String, i64>,
+}
+
+impl Record {
+    fn add_address(&mut self, addr: &str, now: i64) {
+        if !self.addresses.contains(addr) && self.addresses.len() >= MAX_ADDRESSES {
+            let oldest = self.address_seen.iter().min_by_key(|(_, t)| **t).map(|(a, _)| a.clone());
+            if let Some(old) = oldest {
+                self.addresses.remove(&old);
+                self.address_seen.remove(&old);
+            }
+        }
+        self.addresses.insert(addr.to_string());
+        self.address_seen.insert(addr.to_string(), now);
+    }
 }
 
 #[derive(Debug)]
@@ -69,6 +89,8 @@ pub struct Inventory {
     path: String,
     records: BTreeMap<String, Record>,
     dirty: BTreeSet<String>,
+    /// Records dropped to stay under MAX_RECORDS, deleted at the next flush.
+    evicted: Vec<String>,
 }
 
 fn sql(path: &str) -> impl FnOnce(rusqlite::Error) -> InventoryError + '_ {
@@ -89,7 +111,7 @@ impl Inventory {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql(&p))?;
         migrate(&conn, &p)?;
         let records = load(&conn, &p)?;
-        Ok(Inventory { conn, path: p, records, dirty: BTreeSet::new() })
+        Ok(Inventory { conn, path: p, records, dirty: BTreeSet::new(), evicted: Vec::new() })
     }
 
     pub fn records(&self) -> impl Iterator<Item = &Record> {
@@ -101,6 +123,14 @@ impl Inventory {
     }
 
     fn entry(&mut self, mac: &str, now: i64) -> &mut Record {
+        if !self.records.contains_key(mac) && self.records.len() >= MAX_RECORDS {
+            let stalest = self.records.values().min_by_key(|r| r.last_seen).map(|r| r.mac.clone());
+            if let Some(old) = stalest {
+                self.records.remove(&old);
+                self.dirty.remove(&old);
+                self.evicted.push(old);
+            }
+        }
         self.dirty.insert(mac.to_string());
         let r = self.records.entry(mac.to_string()).or_insert_with(|| Record {
             mac: mac.to_string(),
@@ -121,10 +151,7 @@ impl Inventory {
     }
 
     pub fn address(&mut self, mac: &str, now: i64, addr: &str) {
-        let r = self.entry(mac, now);
-        if r.addresses.len() < MAX_ADDRESSES {
-            r.addresses.insert(addr.to_string());
-        }
+        self.entry(mac, now).add_address(addr, now);
     }
 
     pub fn dhcp(&mut self, mac: &str, now: i64, f: &crate::dhcp::DhcpFacts) {
@@ -134,19 +161,20 @@ impl Inventory {
         r.fingerprint = f.fingerprint.clone().or(r.fingerprint.take());
         r.mud_url = f.mud_url.clone().or(r.mud_url.take());
         if let Some(ip) = f.requested_ip {
-            if r.addresses.len() < MAX_ADDRESSES {
-                r.addresses.insert(ip.to_string());
-            }
+            r.add_address(&ip.to_string(), now);
         }
     }
 
     /// Writes every changed record in one transaction; returns how many.
     pub fn flush(&mut self) -> Result<usize, InventoryError> {
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && self.evicted.is_empty() {
             return Ok(0);
         }
         let p = self.path.clone();
         let tx = self.conn.transaction().map_err(sql(&p))?;
+        for mac in self.evicted.drain(..) {
+            tx.execute("DELETE FROM devices WHERE mac = ?1", params![mac]).map_err(sql(&p))?;
+        }
         for mac in &self.dirty {
             let Some(r) = self.records.get(mac) else { continue };
             tx.execute(
@@ -170,6 +198,7 @@ impl Inventory {
                 ],
             )
             .map_err(sql(&p))?;
+            tx.execute("DELETE FROM addresses WHERE mac = ?1", params![r.mac]).map_err(sql(&p))?;
             for a in &r.addresses {
                 tx.execute(
                     "INSERT INTO addresses (mac, addr, last_seen) VALUES (?1, ?2, ?3)
@@ -230,6 +259,7 @@ fn load(conn: &Connection, p: &str) -> Result<BTreeMap<String, Record>, Inventor
                 quarantined: row.get(9)?,
                 quarantine_reason: row.get(10)?,
                 addresses: BTreeSet::new(),
+                address_seen: BTreeMap::new(),
             })
         })
         .map_err(sql(p))?;
@@ -237,12 +267,15 @@ fn load(conn: &Connection, p: &str) -> Result<BTreeMap<String, Record>, Inventor
         let r = r.map_err(sql(p))?;
         out.insert(r.mac.clone(), r);
     }
-    let mut stmt = conn.prepare("SELECT mac, addr FROM addresses").map_err(sql(p))?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))).map_err(sql(p))?;
+    let mut stmt = conn.prepare("SELECT mac, addr, last_seen FROM addresses").map_err(sql(p))?;
+    let rows = stmt
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+        .map_err(sql(p))?;
     for row in rows {
-        let (mac, addr) = row.map_err(sql(p))?;
+        let (mac, addr, seen) = row.map_err(sql(p))?;
         if let Some(r) = out.get_mut(&mac) {
-            r.addresses.insert(addr);
+            r.addresses.insert(addr.clone());
+            r.address_seen.insert(addr, seen);
         }
     }
     let _ = conn.query_row("SELECT 1", [], |_| Ok(())).optional();
@@ -293,6 +326,27 @@ mod tests {
         let left: i64 =
             conn.query_row("SELECT COUNT(*) FROM addresses WHERE mac = 'b8:27:eb:00:00:01'", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0, "its addresses went with it");
+    }
+
+    #[test]
+    fn addresses_and_records_are_bounded_oldest_first() {
+        let path = temp("bounds");
+        let mut inv = Inventory::open(&path).unwrap();
+        for i in 0..20 {
+            inv.address("02:77:00:00:00:01", 100 + i, &format!("fd77::{i}"));
+        }
+        let r = inv.get("02:77:00:00:00:01").unwrap();
+        assert_eq!(r.addresses.len(), MAX_ADDRESSES);
+        assert!(r.addresses.contains("fd77::19") && !r.addresses.contains("fd77::0"), "the oldest addresses went");
+        for i in 0..MAX_RECORDS as i64 + 5 {
+            inv.seen(&format!("02:78:00:00:{:02x}:{:02x}", i >> 8, i & 0xff), 1000 + i, "quarantine", true, None);
+        }
+        assert_eq!(inv.records().count(), MAX_RECORDS);
+        assert!(inv.get("02:77:00:00:00:01").is_none(), "the longest unseen device went first");
+        inv.flush().unwrap();
+        drop(inv);
+        let inv = Inventory::open(&path).unwrap();
+        assert_eq!(inv.records().count(), MAX_RECORDS, "and from the database too");
     }
 
     #[test]

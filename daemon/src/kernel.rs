@@ -213,6 +213,15 @@ impl Kernel {
         Ok(total)
     }
 
+    /// Zeroes a device id's counters (its slot changes owner).
+    pub fn zero_device_stats(&mut self, id: u32) -> Result<(), KernelError> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| KernelError::Map { name: m::DEVICE_STATS, source: MapError::IoError(e) })?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![DeviceStats::default(); cpus])
+            .map_err(|e| KernelError::Map { name: m::DEVICE_STATS, source: MapError::IoError(e) })?;
+        self.stats.set(id, zeros, 0).map_err(map_err(m::DEVICE_STATS))
+    }
+
     /// Drops by reason (index = `reason::*`), summed over CPUs.
     pub fn drop_reasons(&self) -> Result<Vec<u64>, KernelError> {
         sum_all(&self.drops, reason::COUNT, m::DROP_REASONS)

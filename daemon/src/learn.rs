@@ -17,6 +17,17 @@ use crate::{dns, events::Event};
 /// sets time out after an hour).
 const HOST_REFRESH: Duration = Duration::from_secs(30 * 60);
 
+/// Device addresses remembered for inbound openings (the nft sets hold 4096 per policy).
+const MAX_HOSTS: usize = 4096;
+
+/// An element's lifetime from a record's TTL: at least the floor, at least a
+/// second (0 would mean "never expires" to nft), at most a day; a TTL with
+/// the top bit set counts as 0 (RFC 2181 §8).
+pub fn lifetime(ttl: u32, floor: u32) -> u32 {
+    let ttl = if ttl & 0x8000_0000 != 0 { 0 } else { ttl };
+    ttl.max(floor).clamp(1, 86_400)
+}
+
 /// Learned addresses remembered (to restore them after a table replace).
 const MAX_REMEMBERED: usize = 65_536;
 
@@ -52,7 +63,9 @@ pub fn policy_for(cfg: &Config, device_id: u32) -> Option<(&str, &Policy)> {
 
 impl Learner {
     /// Appends to `script` the nft elements this event teaches, if any.
-    pub fn on_event(&mut self, cfg: &Config, e: &Event, payload: &[u8], script: &mut String) {
+    /// Each answer is its own transaction, so one rejected element cannot
+    /// cost the others.
+    pub fn on_event(&mut self, cfg: &Config, e: &Event, payload: &[u8], script: &mut Vec<String>) {
         let Some((name, policy)) = policy_for(cfg, e.device_id) else { return };
         match e.kind {
             "dns_response" if policy.internet == Internet::Allowlist => self.dns(cfg, name, policy, payload, script),
@@ -61,7 +74,7 @@ impl Learner {
         }
     }
 
-    fn dns(&mut self, cfg: &Config, name: &str, policy: &Policy, payload: &[u8], script: &mut String) {
+    fn dns(&mut self, cfg: &Config, name: &str, policy: &Policy, payload: &[u8], script: &mut Vec<String>) {
         let answers = match dns::answers(payload) {
             Ok(a) => a,
             Err(err) => {
@@ -73,10 +86,10 @@ impl Learner {
         for a in answers {
             let entries: Vec<_> =
                 policy.domains().filter(|(pat, _)| a.names.iter().any(|n| pat.matches(n))).map(|(_, e)| e).collect();
-            let ttl = a.ttl.max(cfg.gateway.dns_ttl_floor);
+            let ttl = lifetime(a.ttl, cfg.gateway.dns_ttl_floor);
             if let Some(elements) = nft::dns_elements(name, a.addr, &entries, ttl) {
                 debug!(policy = name, name = %a.names[0], addr = %a.addr, ttl, "allowlist learned");
-                script.push_str(&elements);
+                script.push(elements);
                 self.dns_learned += 1;
                 self.remember(name, a.addr, a.names, ttl);
             }
@@ -95,10 +108,10 @@ impl Learner {
 
     /// After the tables were replaced (which empties the sets): the elements
     /// still valid under `cfg`, with their remaining lifetimes.
-    pub fn restore(&mut self, cfg: &Config) -> String {
+    pub fn restore(&mut self, cfg: &Config) -> Vec<String> {
         let now = Instant::now();
         self.dns_seen.retain(|_, r| r.expires > now);
-        let mut script = String::new();
+        let mut script = Vec::new();
         for ((policy_name, addr), r) in &self.dns_seen {
             let Some(policy) = cfg.policies.get(policy_name).filter(|p| p.internet == Internet::Allowlist) else {
                 continue;
@@ -107,26 +120,44 @@ impl Learner {
                 policy.domains().filter(|(pat, _)| r.names.iter().any(|n| pat.matches(n))).map(|(_, e)| e).collect();
             let left = u32::try_from(r.expires.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX).max(1);
             if let Some(elements) = nft::dns_elements(policy_name, *addr, &entries, left) {
-                script.push_str(&elements);
+                script.push(elements);
             }
         }
         self.hosts_seen.retain(|(policy, _), t| {
             t.elapsed() < HOST_REFRESH && cfg.policies.get(policy).is_some_and(|p| !p.inbound.is_empty())
         });
         for (policy, addr) in self.hosts_seen.keys() {
-            script.push_str(&nft::host_elements(policy, *addr));
+            script.push(nft::host_elements(policy, *addr));
         }
         script
     }
 
-    fn host(&mut self, name: &str, e: &Event, script: &mut String) {
+    fn host(&mut self, name: &str, e: &Event, script: &mut Vec<String>) {
         let Some(addr) = e.flow.as_ref().and_then(|f| f.lan.parse::<IpAddr>().ok()) else { return };
         let key = (name.to_string(), addr);
         if self.hosts_seen.get(&key).is_some_and(|t| t.elapsed() < HOST_REFRESH) {
             return;
         }
+        if self.hosts_seen.len() >= MAX_HOSTS {
+            self.hosts_seen.retain(|_, t| t.elapsed() < HOST_REFRESH);
+            if self.hosts_seen.len() >= MAX_HOSTS {
+                return;
+            }
+        }
         self.hosts_seen.insert(key, Instant::now());
-        script.push_str(&nft::host_elements(name, addr));
+        script.push(nft::host_elements(name, addr));
         self.hosts_learned += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lifetimes_are_bounded() {
+        assert_eq!(super::lifetime(0, 0), 1, "never 0: nft would keep it forever");
+        assert_eq!(super::lifetime(30, 120), 120, "the floor");
+        assert_eq!(super::lifetime(300, 120), 300);
+        assert_eq!(super::lifetime(u32::MAX - 5, 0), 1, "top bit set means 0");
+        assert_eq!(super::lifetime(0x7fff_ffff, 0), 86_400, "at most a day");
     }
 }

@@ -10,6 +10,9 @@ use tracing::{debug, warn};
 
 use crate::dhcp;
 
+/// Devices moat gives a local MUD policy at most (each is config text).
+pub const MAX_MUD_DEVICES: usize = 256;
+
 #[derive(Debug, Default)]
 pub struct Applied {
     /// Config text appended to the file: imported policies and devices.
@@ -25,6 +28,12 @@ fn file_name(url: &str) -> Option<&str> {
 }
 
 impl Applied {
+    /// Records that `mac`'s MUD policy was applied (only after it was).
+    pub fn commit(&mut self, mac: &str, extra: String) {
+        self.macs.insert(mac.to_string());
+        self.extra = extra;
+    }
+
     /// The config text to add for `mac`'s DHCP request, if it announces a MUD
     /// URL with a local file and the device is not handled yet.
     pub fn fragment_for(&mut self, cfg: &Config, mac: &str, payload: &[u8]) -> Option<String> {
@@ -51,10 +60,19 @@ impl Applied {
                 return None;
             }
         };
+        // The file must describe the URL the device announced: the last path
+        // segment alone would let a device pick the most permissive file.
+        if imported.mud_url.as_deref() != Some(url) {
+            warn!(mac, url, file = %path.display(), "announced MUD URL does not match the file's mud-url; not applied");
+            return None;
+        }
+        if self.macs.len() >= MAX_MUD_DEVICES {
+            warn!(mac, "too many devices with local MUD policies; not applied");
+            return None;
+        }
         for u in &imported.unsupported {
             warn!(path = %path.display(), "MUD not translated: {u}");
         }
-        self.macs.insert(mac.to_string());
         // A second device with the same MUD file shares the policy.
         let known = cfg.policies.contains_key(&imported.policy_name);
         let text = match (known, imported.toml.find("\n[[devices]]")) {

@@ -84,6 +84,14 @@ pub fn apply(kernel: &mut Kernel, current: &Config, new: Config) -> Result<Reloa
         }
         return Err(e.into());
     }
+    // Ids follow config order: a slot whose device changed must not hand its
+    // counters to the new one.
+    for d in &new.devices {
+        let before = current.devices.iter().find(|o| o.id == d.id).map(|o| o.mac);
+        if before.is_some_and(|mac| mac != d.mac) {
+            kernel.zero_device_stats(d.id)?;
+        }
+    }
     info!(devices = new.devices.len(), policies = new.policies.len(), replaced, "config reloaded");
     Ok(Reloaded { config: new, replaced })
 }

@@ -144,13 +144,8 @@ impl Daemon {
     fn adopt(&mut self, done: reload::Reloaded) {
         self.cfg = done.config;
         if done.replaced {
-            let script = self.learner.restore(&self.cfg);
-            if !script.is_empty() {
-                if let Err(e) = nft::apply("restored learned elements", &script) {
-                    self.apply_errors += 1;
-                    warn!(error = %e, "restoring learned addresses failed");
-                }
-            }
+            let scripts = self.learner.restore(&self.cfg);
+            self.apply_learned("restored learned elements", &scripts);
         }
     }
 
@@ -166,7 +161,7 @@ impl Daemon {
             Ok(done) => {
                 info!(mac, policy = %done.config.devices.last().map_or("?", |d| d.policy.as_str()), "applied a local MUD file");
                 self.adopt(done);
-                self.mud.extra = all;
+                self.mud.commit(mac, all);
             }
             Err(e) => warn!(mac, error = %e, "applying a local MUD file failed"),
         }
@@ -203,11 +198,11 @@ impl Daemon {
 
     /// Reads every pending event; what they teach goes to nft in one transaction.
     fn drain(&mut self, ring: &mut RingBuf<MapData>) {
-        let mut script = String::new();
+        let mut scripts = Vec::new();
         while let Some(item) = ring.next() {
             if let Some(e) = self.events.record(&item) {
                 let payload = crate::events::payload(&item);
-                self.learner.on_event(&self.cfg, &e, payload, &mut script);
+                self.learner.on_event(&self.cfg, &e, payload, &mut scripts);
                 if let Ok(inv) = &mut self.inventory {
                     discover::observe(inv, &self.cfg, &e, payload);
                 }
@@ -216,8 +211,13 @@ impl Daemon {
                 }
             }
         }
-        if !script.is_empty() {
-            if let Err(e) = nft::apply("learned elements", &script) {
+        self.apply_learned("learned elements", &scripts);
+    }
+
+    /// One transaction per answer: a rejected one is counted and logged.
+    fn apply_learned(&mut self, what: &'static str, scripts: &[String]) {
+        for script in scripts {
+            if let Err(e) = nft::apply(what, script) {
                 self.apply_errors += 1;
                 warn!(error = %e, "adding learned addresses failed");
             }
@@ -232,6 +232,10 @@ impl Daemon {
                 self.last_reload_error = None;
             }
             Err(e) => {
+                // A failed apply may have put the previous tables back whole,
+                // emptying the learned sets: restore them (adds are idempotent).
+                let scripts = self.learner.restore(&self.cfg);
+                self.apply_learned("restored learned elements", &scripts);
                 self.reloads_failed += 1;
                 error!(error = %e, "reload failed; still enforcing the previous config");
                 self.last_reload_error = Some(e.to_string());

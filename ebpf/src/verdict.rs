@@ -15,6 +15,7 @@ use moat_common::{
 use crate::{events, maps};
 
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_ICMP: u8 = 1;
 
 /// The facts about a packet that the verdict needs.
 pub struct Facts<'a> {
@@ -48,7 +49,7 @@ pub fn finish(ctx: &TcContext, f: &Facts<'_>, class: Class) -> i32 {
 
 fn drop_reason(dev: &DeviceEntry, class: Class, proto: u8) -> Option<u32> {
     if dev.flags & FLAG_QUARANTINE != 0 {
-        let allowed = class == class::DHCP || class == class::DNS || proto == IPPROTO_ICMPV6;
+        let allowed = class == class::DHCP || class == class::DNS || proto == IPPROTO_ICMPV6 || proto == IPPROTO_ICMP;
         return if allowed { None } else { Some(reason::QUARANTINE) };
     }
     if dev.blocked_classes & class::bit(class) != 0 {

@@ -23,6 +23,8 @@ pub enum MudError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
     pub policy_name: String,
+    /// The file's own `mud-url`, if it has one.
+    pub mud_url: Option<String>,
     pub toml: String,
     /// Constructs that were not translated, with where they are.
     pub unsupported: Vec<String>,
@@ -61,7 +63,8 @@ pub fn import(json: &str, mac: MacAddr, name: &str) -> Result<Imported, MudError
     let info = mud.get("systeminfo").and_then(Value::as_str).unwrap_or("");
     let policy_name = policy_name(url);
     let toml = render(&policy_name, url, info, mac, name, &c);
-    Ok(Imported { policy_name, toml, unsupported: c.unsupported })
+    let mud_url = mud.get("mud-url").and_then(Value::as_str).map(str::to_string);
+    Ok(Imported { policy_name, mud_url, toml, unsupported: c.unsupported })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -131,6 +134,19 @@ fn ace_matches(c: &mut Collected, dir: Dir, at: &str, m: &Value) {
     // A to-device rule that is not for connections initiated from outside is
     // the reply half of a from-device rule: conntrack already lets replies in.
     if dir == Dir::To && initiated != Some("to-device") {
+        c.unsupported.push(format!("{at}: reply traffic, covered by connection tracking (no rule needed)"));
+        return;
+    }
+    // Likewise a from-device rule for connections started from outside.
+    if dir == Dir::From && initiated == Some("to-device") {
+        c.unsupported.push(format!("{at}: replies to inbound connections, covered by connection tracking"));
+        return;
+    }
+    // A from-device rule that restricts only the source port would become
+    // "all destination ports": refuse rather than widen it.
+    let only_source_port = l4.is_some_and(|l| l.get("source-port").is_some() && l.get("destination-port").is_none());
+    if dir == Dir::From && only_source_port {
+        c.unsupported.push(format!("{at}: a source-port-only match (moat allowlists match destination ports)"));
         return;
     }
     let port = l4.and_then(|l| l.get(port_key)).map(|p| port_text(c, at, p)).unwrap_or(Some(String::new()));
@@ -140,7 +156,7 @@ fn ace_matches(c: &mut Collected, dir: Dir, at: &str, m: &Value) {
         return;
     }
     let target = l3.and_then(|l| {
-        l.get(dns_key).and_then(Value::as_str).map(|d| format!("domain = \"{d}\"")).or_else(|| {
+        l.get(dns_key).and_then(Value::as_str).and_then(|d| domain_text(c, at, d)).or_else(|| {
             net_key.iter().find_map(|k| l.get(*k).and_then(Value::as_str)).and_then(|n| cidr_text(c, at, n))
         })
     });
@@ -150,6 +166,26 @@ fn ace_matches(c: &mut Collected, dir: Dir, at: &str, m: &Value) {
         }
         Some(t) => c.allow.push(format!("  {{ {t}, proto = \"{proto}\"{port} }},")),
         None => c.unsupported.push(format!("{at}: from-device rule without a destination name or network")),
+    }
+}
+
+/// A TOML string literal (escaped): MUD text never becomes TOML syntax.
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Comment text: one line, no control characters.
+fn comment(s: &str) -> String {
+    s.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect()
+}
+
+fn domain_text(c: &mut Collected, at: &str, d: &str) -> Option<String> {
+    match d.parse::<crate::net::DomainPattern>() {
+        Ok(p) => Some(format!("domain = {}", quoted(&p.to_string()))),
+        Err(e) => {
+            c.unsupported.push(format!("{at}: domain {d:?}: {e}"));
+            None
+        }
     }
 }
 
@@ -191,7 +227,13 @@ fn port_text(c: &mut Collected, at: &str, p: &Value) -> Option<String> {
 }
 
 fn inbound(c: &mut Collected, at: &str, proto: &str, l4: Option<&Value>) {
-    let port = l4.and_then(|l| l.get("destination-port")).and_then(|p| p.get("port")).and_then(Value::as_u64);
+    let dport = l4.and_then(|l| l.get("destination-port"));
+    let op = dport.and_then(|p| p.get("operator")).and_then(Value::as_str).unwrap_or("eq");
+    if op != "eq" {
+        c.unsupported.push(format!("{at}: inbound port operator \"{op}\" (moat opens single ports)"));
+        return;
+    }
+    let port = dport.and_then(|p| p.get("port")).and_then(Value::as_u64).filter(|p| (1..=65535).contains(p));
     match port {
         Some(n) => {
             c.inbound.push(format!("  {{ proto = \"{proto}\", port = {n} }},"));
@@ -220,12 +262,12 @@ fn abstractions(c: &mut Collected, at: &str, mud: &Value) {
 
 fn render(policy: &str, url: &str, info: &str, mac: MacAddr, name: &str, c: &Collected) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Imported from MUD {url}");
+    let _ = writeln!(s, "# Imported from MUD {}", comment(url));
     if !info.is_empty() {
-        let _ = writeln!(s, "# {}", info.replace('\n', " "));
+        let _ = writeln!(s, "# {}", comment(info));
     }
     for u in &c.unsupported {
-        let _ = writeln!(s, "# not translated: {u}");
+        let _ = writeln!(s, "# not translated: {}", comment(u));
     }
     let _ = writeln!(s, "[policies.{policy}]");
     if c.allow.is_empty() {
@@ -244,6 +286,6 @@ fn render(policy: &str, url: &str, info: &str, mac: MacAddr, name: &str, c: &Col
     if !c.inbound.is_empty() {
         let _ = writeln!(s, "inbound = [\n{}\n]", c.inbound.join("\n"));
     }
-    let _ = writeln!(s, "\n[[devices]]\nmac = \"{mac}\"\nname = \"{}\"\npolicy = \"{policy}\"", name.replace('"', "'"));
+    let _ = writeln!(s, "\n[[devices]]\nmac = \"{mac}\"\nname = {}\npolicy = \"{policy}\"", quoted(name));
     s
 }

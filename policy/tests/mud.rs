@@ -27,7 +27,8 @@ fn as_config(toml: &str) -> Config {
 fn names_networks_and_ports_become_an_allowlist() {
     let out = import(&fixture("lightbulb.json"), MAC, "bulb").unwrap();
     assert_eq!(out.policy_name, "mud_lightbulb2000");
-    assert!(out.unsupported.is_empty(), "{:?}", out.unsupported);
+    assert!(out.unsupported.iter().all(|u| u.contains("covered by connection tracking")), "{:?}", out.unsupported);
+    assert_eq!(out.mud_url.as_deref(), Some("https://lighting.example.com/lightbulb2000.json"));
     let cfg = as_config(&out.toml);
     let p = &cfg.policies["mud_lightbulb2000"];
     assert_eq!(p.internet, Internet::Allowlist);
@@ -77,4 +78,33 @@ fn broken_files_give_clear_errors() {
     let empty = r#"{"ietf-mud:mud": {"mud-url": "https://a.example/quiet.json"}, "ietf-access-control-list:acls": {"acl": []}}"#;
     let out = import(empty, MAC, "quiet").unwrap();
     assert_eq!(as_config(&out.toml).policies["mud_quiet"].internet, Internet::None);
+}
+
+#[test]
+fn mud_text_never_becomes_config_syntax() {
+    let evil = r#"{
+      "ietf-mud:mud": {
+        "mud-url": "https://evil.example/x.json\n[policies.mud_x]\ninternet = \"open\"",
+        "systeminfo": "line one\r\n[[devices]]",
+        "from-device-policy": { "access-lists": { "access-list": [ { "name": "fr" } ] } }
+      },
+      "ietf-access-control-list:acls": { "acl": [ { "name": "fr", "aces": { "ace": [
+        { "name": "inj\n[groups.g]", "matches": { "ipv4": { "ietf-acldns:dst-dnsname": "a.example\" }, { cidr = \"0.0.0.0/0", "protocol": 6 },
+                                             "tcp": { "destination-port": { "operator": "eq", "port": 443 } } },
+          "actions": { "forwarding": "accept" } },
+        { "name": "srconly", "matches": { "ipv4": { "destination-ipv4-network": "198.51.100.0/24", "protocol": 6 },
+                                          "tcp": { "source-port": { "operator": "eq", "port": 1234 } } },
+          "actions": { "forwarding": "accept" } }
+      ] } } ] }
+    }"#;
+    let out = import(evil, MAC, "name \" with quote").unwrap();
+    let cfg = as_config(&out.toml);
+    assert_eq!(cfg.policies.len(), 2, "only the imported policy and the built-in quarantine: {}", out.toml);
+    assert!(cfg.groups.is_empty(), "{}", out.toml);
+    let p = cfg.policies.values().find(|p| p.internet != Internet::None || !p.quarantine).unwrap();
+    assert_eq!(p.internet, Internet::None, "nothing translated, so no internet: {}", out.toml);
+    assert_eq!(cfg.devices[0].name, "name \" with quote");
+    let reported = out.unsupported.join("\n");
+    assert!(reported.contains("bad") || reported.contains("domain"), "{reported}");
+    assert!(reported.contains("source-port-only"), "{reported}");
 }
