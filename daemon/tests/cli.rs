@@ -98,7 +98,8 @@ fn plan_prints_the_ruleset_and_device_table() {
     let (code, out, _) = moat(&["plan", "--config", &path.display().to_string()]);
     assert_eq!(code, 0);
     assert!(out.contains("table inet moat {"), "{out}");
-    assert!(out.contains("iifname \"wan0\" oifname \"br-lan\" jump from_wan"), "{out}");
+    assert!(out.contains("oifname \"br-lan\" jump from_wan"), "{out}");
+    assert!(out.contains("iifname \"br-lan\" jump to_wan"), "{out}");
     assert!(out.contains("counter drop comment \"wan-inbound\""), "{out}");
     assert!(out.contains("table bridge moat {"), "{out}");
     assert!(out.contains("02:77:00:00:00:01  camera"), "{out}");
