@@ -67,7 +67,8 @@ fn change_to_enforcement(rounds: usize) -> Result<f64> {
         })?;
         lab.spawn(&dev.ns, &["python3", &script("udp_probe.py"), "send", INTERNET_V4, "9999", "3", "1"], "probe-send")?;
         std::thread::sleep(Duration::from_millis(1000));
-        std::fs::write(&moat.config, cfg("locked").replace("@RUN_DIR@", &moat.run_dir.display().to_string()))?;
+        std::fs::write(&moat.config, lab.fill(&cfg("locked")))?;
+        let reloads_before = moat.status()?["reloads"]["ok"].as_u64().unwrap_or(0);
         let t0 = now();
         cmd::run(None, &["kill", "-HUP", &moat.pid().context("moat not running")?.to_string()])?;
         std::thread::sleep(Duration::from_millis(3200));
@@ -76,6 +77,10 @@ fn change_to_enforcement(rounds: usize) -> Result<f64> {
             bail!("the probe did not flow before the change ({} arrivals)", arrivals.len());
         }
         let last = arrivals.iter().copied().fold(t0, f64::max);
+        let reloads = moat.status()?["reloads"].clone();
+        if reloads["ok"].as_u64().unwrap_or(0) != reloads_before + 1 {
+            bail!("the policy change was not applied: {reloads}");
+        }
         samples.push((last - t0) * 1000.0);
         moat.reload(&cfg("open"))?;
     }
