@@ -49,6 +49,8 @@ pub struct Learner {
     pub dns_unparsed: u64,
     /// Device addresses added to hosts sets.
     pub hosts_learned: u64,
+    /// Flow addresses not (yet) tied to the device's MAC by the neighbour table.
+    pub hosts_unverified: u64,
 }
 
 /// The policy of a device id (0 = unknown devices).
@@ -69,7 +71,7 @@ impl Learner {
         let Some((name, policy)) = policy_for(cfg, e.device_id) else { return };
         match e.kind {
             "dns_response" if policy.internet == Internet::Allowlist => self.dns(cfg, name, policy, payload, script),
-            "new_flow" if !policy.inbound.is_empty() => self.host(name, e, script),
+            "new_flow" if !policy.inbound.is_empty() => self.host(cfg, name, e, script),
             _ => {}
         }
     }
@@ -132,10 +134,20 @@ impl Learner {
         script
     }
 
-    fn host(&mut self, name: &str, e: &Event, script: &mut Vec<String>) {
+    fn host(&mut self, cfg: &Config, name: &str, e: &Event, script: &mut Vec<String>) {
         let Some(addr) = e.flow.as_ref().and_then(|f| f.lan.parse::<IpAddr>().ok()) else { return };
         let key = (name.to_string(), addr);
         if self.hosts_seen.get(&key).is_some_and(|t| t.elapsed() < HOST_REFRESH) {
+            return;
+        }
+        // A flow's source address is whatever the device wrote: only an
+        // address the kernel's neighbour table gives to this MAC counts, so a
+        // device cannot open its policy's ports on another device's address.
+        // (Not yet resolved: the next flow tries again.)
+        let owned = crate::neighbours::on(&cfg.gateway.lan)
+            .map(|pairs| pairs.iter().any(|(mac, a)| *mac == e.mac && a.parse::<IpAddr>().ok() == Some(addr)));
+        if !owned.unwrap_or(false) {
+            self.hosts_unverified += 1;
             return;
         }
         if self.hosts_seen.len() >= MAX_HOSTS {

@@ -153,6 +153,7 @@ pub fn collect(d: &Daemon, seq: u64) -> Result<Snapshot, KernelError> {
             ("dns_addresses", d.learner.dns_learned),
             ("dns_unparsed", d.learner.dns_unparsed),
             ("hosts", d.learner.hosts_learned),
+            ("hosts_unverified", d.learner.hosts_unverified),
             ("apply_errors", d.apply_errors),
         ]
         .into_iter()

@@ -142,6 +142,14 @@ fn wan_inbound_only_where_a_policy_opens_it() -> Result<()> {
     assert!(connects(&inet, &nas.ipv4, 8443)?, "the opened port reaches the NAS from the WAN");
     assert!(!connects(&inet, &nas.ipv4, 22)?, "other ports stay closed");
     assert!(!connects(&inet, &laptop.ipv4, 8443)?, "the same port on a device without the opening stays closed");
+    // The NAS forges the laptop's source address: moat must not open the
+    // NAS's ports on the laptop's address.
+    assert!(pings(&laptop.ns, GW_V4)?, "the gateway knows the laptop's address");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/spoof_udp.py").display().to_string();
+    run(Some(&nas.ns), &["python3", &script, &laptop.ipv4, INTERNET_V4, "9999"])?;
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(moat.status()?["learned"]["hosts_unverified"].as_u64().unwrap_or(0) >= 1, "the forged address was refused");
+    assert!(!connects(&inet, &laptop.ipv4, 8443)?, "a forged source address opens nothing");
     Ok(())
 }
 
