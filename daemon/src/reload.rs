@@ -45,19 +45,7 @@ pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path, extra: &str) -
 
 /// The config file plus `extra`.
 pub fn load_with(path: &Path, extra: &str) -> Result<Config, Diagnostics> {
-    if extra.is_empty() {
-        return Config::load(path);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![moat_policy::Diagnostic {
-            file: path.display().to_string(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read config: {e}"),
-            hint: None,
-        }])
-    })?;
-    Config::parse(path, &format!("{text}\n{extra}"))
+    Config::load_with(path, extra)
 }
 
 /// Applies `new` over `current` (nft first, then the classifier's maps).

@@ -101,6 +101,12 @@ pub struct Config {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        Self::load_with(path, "")
+    }
+
+    /// Reads a config file, appends `extra` (config text moat added itself,
+    /// e.g. from local MUD files) and validates the whole.
+    pub fn load_with(path: &Path, extra: &str) -> Result<Self, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Diagnostics(vec![Diagnostic {
                 file: path.display().to_string(),
@@ -110,7 +116,11 @@ impl Config {
                 hint: None,
             }])
         })?;
-        Self::parse(path, &text)
+        if extra.is_empty() {
+            Self::parse(path, &text)
+        } else {
+            Self::parse(path, &format!("{text}\n{extra}"))
+        }
     }
 
     /// Parses and validates config text; `path` is used in diagnostics only.

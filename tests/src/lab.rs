@@ -229,6 +229,23 @@ impl Lab {
             .replace("@STATE_DIR@", &self.dir.join("state").display().to_string())
     }
 
+    /// DNS (`gateway.lab`) and DHCP (10.77.1.100-150, replies broadcast) on
+    /// the gateway, as a home router serves them.
+    pub fn start_gateway_dhcp(&mut self) -> Result<()> {
+        let gw = self.gw.clone();
+        let leases = self.dir.join("leases").display().to_string();
+        let args = [
+            format!("--address=/gateway.lab/{GW_V4}"),
+            format!("--interface={LAN_IF}"),
+            "--dhcp-range=10.77.1.100,10.77.1.150,255.255.0.0,1h".to_string(),
+            format!("--dhcp-leasefile={leases}"),
+            "--dhcp-authoritative".to_string(),
+            "--dhcp-broadcast".to_string(),
+            "--no-ping".to_string(),
+        ];
+        self.start_dns(&gw, GW_V4, &args, 60, "gw-dhcp")
+    }
+
     /// Path of the servers' accept log.
     pub fn server_log(&self) -> PathBuf {
         self.dir.join("servers.log")

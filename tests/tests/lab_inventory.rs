@@ -7,7 +7,7 @@
 use anyhow::Result;
 use moat_tests::{
     cmd::{output, run},
-    lab::{connects, Lab, GW_V4, GW_V6, INTERNET_V4},
+    lab::{connects, Lab, GW_V6, INTERNET_V4},
     moat::{binary, camera_and_laptop, device, traffic},
     Moat,
 };
@@ -26,18 +26,7 @@ fn inventory_row<'a>(status: &'a Value, mac: &str) -> Option<&'a Value> {
 
 /// A DHCP server on the gateway (dnsmasq) for the lab's LAN.
 fn dhcp_server(lab: &mut Lab) -> Result<()> {
-    let gw = lab.gw.clone();
-    let leases = lab.dir.join("leases").display().to_string();
-    let args = [
-        format!("--address=/gateway.lab/{GW_V4}"),
-        "--interface=br-lan".to_string(),
-        "--dhcp-range=10.77.1.100,10.77.1.150,255.255.0.0,1h".to_string(),
-        format!("--dhcp-leasefile={leases}"),
-        "--dhcp-authoritative".to_string(),
-        "--dhcp-broadcast".to_string(),
-        "--no-ping".to_string(),
-    ];
-    lab.start_dns(&gw, GW_V4, &args, 60, "gw-dhcp")
+    lab.start_gateway_dhcp()
 }
 
 /// Packets device `id` sent, read straight from the pinned counters.

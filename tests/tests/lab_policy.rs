@@ -157,18 +157,8 @@ fn wan_inbound_only_where_a_policy_opens_it() -> Result<()> {
 fn unknown_devices_are_quarantined_to_dhcp_and_dns_on_the_gateway() -> Result<()> {
     let mut lab = Lab::new(&[&mac(9)])?;
     let stranger = lab.devices[0].ns.clone();
-    let (gw, inet) = (lab.gw.clone(), lab.inet.clone());
-    let leases = lab.dir.join("leases").display().to_string();
-    let gw_service = [
-        format!("--address=/gateway.lab/{GW_V4}"),
-        "--interface=br-lan".to_string(),
-        "--dhcp-range=10.77.1.100,10.77.1.150,255.255.0.0,1h".to_string(),
-        format!("--dhcp-leasefile={leases}"),
-        "--dhcp-authoritative".to_string(),
-        "--dhcp-broadcast".to_string(),
-        "--no-ping".to_string(),
-    ];
-    lab.start_dns(&gw, GW_V4, &gw_service, 60, "gw-dns")?;
+    let inet = lab.inet.clone();
+    lab.start_gateway_dhcp()?;
     lab.start_dns(&inet, RESOLVER_V4, &[format!("--address=/www.example/{INTERNET_V4}")], 60, "resolver")?;
     let _moat = Moat::start(&lab, &lab_config("[policies.open]\n"))?;
     let dig = |server: &str, name: &str| {
