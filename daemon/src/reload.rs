@@ -39,13 +39,8 @@ pub struct Reloaded {
 /// `extra` is config text appended to the file (policies and devices moat
 /// added itself, from local MUD files).
 pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path, extra: &str) -> Result<Reloaded, ReloadError> {
-    let new = load_with(path, extra).map_err(ReloadError::Config)?;
+    let new = Config::load_with(path, extra).map_err(ReloadError::Config)?;
     apply(kernel, current, new)
-}
-
-/// The config file plus `extra`.
-pub fn load_with(path: &Path, extra: &str) -> Result<Config, Diagnostics> {
-    Config::load_with(path, extra)
 }
 
 /// Applies `new` over `current` (nft first, then the classifier's maps).

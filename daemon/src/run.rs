@@ -154,7 +154,7 @@ impl Daemon {
     fn try_mud(&mut self, mac: &str, payload: &[u8]) {
         let Some(extra) = self.mud.fragment_for(&self.cfg, mac, payload) else { return };
         let all = format!("{}{extra}", self.mud.extra);
-        let result = reload::load_with(&self.path, &all)
+        let result = Config::load_with(&self.path, &all)
             .map_err(reload::ReloadError::Config)
             .and_then(|new| reload::apply(&mut self.kernel, &self.cfg, new));
         match result {
