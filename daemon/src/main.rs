@@ -57,6 +57,30 @@ enum Command {
         #[command(subcommand)]
         command: MudCommand,
     },
+    /// The gateway's MQTT broker for devices.
+    Mqtt {
+        #[command(subcommand)]
+        command: MqttCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MqttCommand {
+    /// Make a device's MQTT password (shown once, stored hashed) and print it
+    /// with the CA file devices must trust. Refuses to replace an existing
+    /// password unless --rotate.
+    Credentials {
+        /// The device's name (or MAC) from the config.
+        device: String,
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Replace the device's current password (the old one stops working).
+        #[arg(long)]
+        rotate: bool,
+        /// Also issue a client certificate (mTLS) into this directory.
+        #[arg(long, value_name = "DIR")]
+        certificate: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +129,12 @@ fn main() -> ExitCode {
         },
         Command::Mud { command: MudCommand::Import { file, device, name, output } } => {
             mud_import(&file, &device, name.as_deref(), output.as_deref())
+        }
+        Command::Mqtt { command: MqttCommand::Credentials { device, config, rotate, certificate } } => {
+            match load(&config) {
+                Ok(cfg) => mqtt_credentials(&cfg, &device, rotate, certificate.as_deref()),
+                Err(code) => code,
+            }
         }
         Command::Stop { config, remove } => {
             if !remove {
@@ -171,8 +201,13 @@ fn plan(cfg: &Config) -> String {
 
 fn init_logging() {
     use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    // rumqttd logs every ordinary disconnect at ERROR: off unless asked for.
+    let asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rumqttd"));
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !asked {
+        filter = filter.add_directive("rumqttd=off".parse().unwrap_or_default());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -221,6 +256,26 @@ fn mud_import(file: &std::path::Path, device: &str, name: Option<&str>, output: 
     }
 }
 
+fn mqtt_credentials(cfg: &Config, device: &str, rotate: bool, cert_dir: Option<&std::path::Path>) -> ExitCode {
+    match moat::mqtt::cli::credentials(cfg, device, rotate, cert_dir) {
+        Ok(i) => {
+            println!("device:   {}", i.device);
+            println!("username: {}", i.device);
+            println!("password: {}", i.password);
+            println!("ca:       {}", i.ca.display());
+            if let Some((c, k)) = &i.cert_files {
+                println!("cert:     {}\nkey:      {}", c.display(), k.display());
+            }
+            eprintln!("The password is shown only now; moat keeps a hash of it.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat mqtt credentials: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 fn forget(cfg: &Config, mac: &str) -> ExitCode {
     let mac: moat_policy::MacAddr = match mac.parse() {
         Ok(m) => m,
@@ -237,6 +292,13 @@ fn forget(cfg: &Config, mac: &str) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    if let Some(d) = cfg.devices.iter().find(|d| d.mac == mac) {
+        match moat::mqtt::cli::revoke(cfg, &d.name) {
+            Ok(true) => println!("{mac}: MQTT password removed"),
+            Ok(false) => {}
+            Err(e) => eprintln!("{mac}: removing its MQTT password failed: {e}"),
+        }
+    }
     let counters = match cfg.devices.iter().find(|d| d.mac == mac) {
         Some(d) => moat::forget::zero_pinned_counters(std::path::Path::new(&cfg.gateway.pin_dir), d.id),
         None => Ok(false),

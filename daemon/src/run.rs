@@ -67,7 +67,9 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), RunError> {
     notify_ready();
 
     let ring = kernel.take_events().ok_or(KernelError::Missing { what: "map", name: "EVENTS" })?;
+    let mqtt = start_mqtt(&cfg);
     let mut daemon = Daemon::new(kernel, cfg, path);
+    daemon.mqtt = mqtt;
     let result = serve(&mut daemon, ring).await;
 
     let on_failure = daemon.cfg.gateway.on_failure;
@@ -91,6 +93,15 @@ pub fn remove_enforcement(pin_dir: &Path) {
     if let Err(e) = pins::remove(pin_dir) {
         warn!(error = %e, "removing pinned maps and links failed");
     }
+}
+
+/// Starts the MQTT service; a failure is logged and reported in the status,
+/// and enforcement goes on without it.
+fn start_mqtt(cfg: &Config) -> Result<Option<crate::mqtt::Mqtt>, String> {
+    crate::mqtt::Mqtt::start(cfg).map_err(|e| {
+        error!(error = %e, "MQTT service not started; enforcing without it");
+        e.to_string()
+    })
 }
 
 /// Tells systemd (Type=notify) that enforcement is in place; a no-op without systemd.
@@ -117,6 +128,8 @@ pub struct Daemon {
     pub inventory: Result<Inventory, String>,
     /// Policies and devices added from local MUD files.
     pub mud: mud_dir::Applied,
+    /// The MQTT service (`Ok(None)`: not configured; `Err`: failed to start).
+    pub mqtt: Result<Option<crate::mqtt::Mqtt>, String>,
     seq: u64,
 }
 
@@ -135,6 +148,7 @@ impl Daemon {
             last_reload_error: None,
             inventory: open_inventory(&cfg_state_dir),
             mud: mud_dir::Applied::default(),
+            mqtt: Ok(None),
             seq: 0,
         }
     }
@@ -143,6 +157,9 @@ impl Daemon {
     /// sets, so what is still valid is put back.
     fn adopt(&mut self, done: reload::Reloaded) {
         self.cfg = done.config;
+        if let Ok(Some(m)) = &self.mqtt {
+            m.update(&self.cfg);
+        }
         if done.replaced {
             let scripts = self.learner.restore(&self.cfg);
             self.apply_learned("restored learned elements", &scripts);

@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub learned: BTreeMap<&'static str, u64>,
     pub reloads: Reloads,
     pub inventory: InventoryReport,
+    /// MQTT service counters (`null`: not configured; `{"error": ...}`: not running).
+    pub mqtt: serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +164,11 @@ pub fn collect(d: &Daemon, seq: u64) -> Result<Snapshot, KernelError> {
         inventory: match &d.inventory {
             Ok(inv) => InventoryReport { state: "ok".into(), devices: inv.records().cloned().collect() },
             Err(e) => InventoryReport { state: e.clone(), devices: Vec::new() },
+        },
+        mqtt: match &d.mqtt {
+            Ok(Some(m)) => m.status(),
+            Ok(None) => serde_json::Value::Null,
+            Err(e) => serde_json::json!({ "error": e }),
         },
     })
 }

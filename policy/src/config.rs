@@ -96,6 +96,8 @@ pub struct Config {
     /// Device groups: members may talk to each other on the LAN whatever
     /// their policies' `lan` modes say (group name → member device names).
     pub groups: BTreeMap<String, Vec<String>>,
+    /// The gateway's MQTT broker (`None`: not running).
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
 impl Config {

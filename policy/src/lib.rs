@@ -8,11 +8,13 @@ pub mod config;
 pub mod diag;
 pub mod mac;
 pub mod model;
+pub mod mqtt;
 pub mod mud;
 pub mod net;
 pub mod nft;
 mod raw;
 mod validate;
+mod validate_mqtt;
 mod validate_policy;
 
 pub use config::{Classifier, Config, Device, Gateway, OnFailure};

@@ -117,6 +117,8 @@ pub struct Policy {
     pub services: BTreeSet<Service>,
     pub inbound: Vec<Inbound>,
     pub rate_limit_kbps: Option<u32>,
+    /// Broker permissions; `None`: the policy's devices may not use the broker.
+    pub mqtt: Option<crate::mqtt::PolicyMqtt>,
 }
 
 /// Gateway services a policy gets when it does not say.
@@ -135,6 +137,7 @@ impl Default for Policy {
             services: default_services(),
             inbound: Vec::new(),
             rate_limit_kbps: None,
+            mqtt: None,
         }
     }
 }
@@ -155,6 +158,11 @@ impl Policy {
             services: [Service::Dns, Service::Dhcp].into_iter().collect(),
             ..Policy::default()
         }
+    }
+
+    /// The upstream broker plaintext MQTT of this policy's devices goes to.
+    pub fn mqtt_upstream(&self) -> Option<&str> {
+        self.mqtt.as_ref().and_then(|m| m.upstream.as_deref())
     }
 
     /// Domain patterns in the allow list.

@@ -20,6 +20,66 @@ pub struct RawConfig {
     pub devices: Vec<Spanned<RawDevice>>,
     #[serde(default)]
     pub groups: BTreeMap<Spanned<String>, Spanned<RawGroup>>,
+    #[serde(default)]
+    pub mqtt: Option<Spanned<RawMqtt>>,
+}
+
+/// `[mqtt]`: the gateway's broker for devices.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    #[serde(default)]
+    pub tls_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub plaintext_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub upgrade_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_packet_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub connections_per_minute: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub queue_messages: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub queue_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub overflow: Option<Spanned<String>>,
+    #[serde(default)]
+    pub handshake_timeout_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub client_certificates: Option<bool>,
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<Spanned<String>, Spanned<RawUpstream>>,
+}
+
+/// `[mqtt.upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub host: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    pub ca_file: Spanned<String>,
+}
+
+/// `[policies.NAME.mqtt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicyMqtt {
+    #[serde(default)]
+    pub publish: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub subscribe: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub plaintext: bool,
+    #[serde(default)]
+    pub upstream: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +152,8 @@ pub struct RawPolicy {
     pub inbound: Vec<Spanned<RawInbound>>,
     #[serde(default)]
     pub rate_limit_kbps: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub mqtt: Option<Spanned<RawPolicyMqtt>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -41,8 +41,10 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
     let classifier = classifier(&mut c, raw.classifier.as_ref());
     let devices = devices(&mut c, &raw.devices, &policies, classifier.max_devices);
     let groups = groups(&mut c, &raw.groups, &devices);
+    let mqtt = raw.mqtt.as_ref().map(|m| crate::validate_mqtt::settings(&mut c, m));
+    crate::validate_mqtt::references(&mut c, &raw.policies, mqtt.as_ref(), raw.mqtt.is_some());
     if c.errors.is_empty() {
-        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups })
+        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups, mqtt })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))

@@ -107,6 +107,7 @@ fn policy(c: &mut Checker<'_>, sp: &Spanned<RawPolicy>) -> Policy {
         services: p.services.as_ref().map_or_else(crate::model::default_services, |v| services(c, v)),
         inbound: inbound(c, &p.inbound),
         rate_limit_kbps: p.rate_limit_kbps.as_ref().map(|v| bounded(c, Some(v), "rate_limit_kbps", RATE_RANGE, 0)),
+        mqtt: p.mqtt.as_ref().map(|m| crate::validate_mqtt::policy_mqtt(c, m)),
     }
 }
 

@@ -329,7 +329,9 @@ impl Drop for Lab {
         }
         // Unmounting the lab's bpffs drops any pinned classifier left behind.
         let _ = cmd::output(None, &["umount", "-l", &self.pin_dir().display().to_string()]);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("MOAT_KEEP_LAB").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

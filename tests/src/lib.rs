@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod frames;
 pub mod lab;
 pub mod moat;
+pub mod mqtt;
 
 pub use lab::{Lab, LabDevice};
 pub use moat::Moat;

@@ -54,7 +54,7 @@ impl Moat {
             .arg(binary()?)
             .args(["run", "--config"])
             .arg(&config_path)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", std::env::var("MOAT_TEST_LOG").unwrap_or_else(|_| "debug".into()))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?)

@@ -17,6 +17,7 @@ pub fn device_changes(old: &Config, new: &Config) -> Option<String> {
     let same_rest = old.gateway == new.gateway
         && old.policies == new.policies
         && old.defaults_blocked == new.defaults_blocked
+        && old.mqtt == new.mqtt
         && old.groups.is_empty()
         && new.groups.is_empty();
     if !same_rest || old.devices == new.devices {
@@ -54,9 +55,9 @@ fn bridge_sets(cfg: &Config, d: &Device) -> Vec<String> {
     sets
 }
 
-/// The inet sets a device's mark is in (rate-limited policies).
+/// The inet sets a device's mark is in (rate-limited and MQTT-upgrade policies).
 fn inet_sets(cfg: &Config, d: &Device) -> Vec<String> {
-    if cfg.policy_of(d).rate_limit_kbps.is_some() {
+    if super::needs_marks_set(&cfg.policy_of(d)) {
         vec![marks_set(&d.policy)]
     } else {
         Vec::new()

@@ -24,7 +24,7 @@ pub(super) fn table(s: &mut String, cfg: &Config) {
     base_chains(s, cfg);
     for (name, p) in &cfg.policies {
         policy_chain_rules(s, name, p);
-        services_chain_rules(s, name, p);
+        services_chain_rules(s, name, p, &mqtt_ports(cfg, p));
     }
     let _ = writeln!(s, "}}");
 }
@@ -69,6 +69,8 @@ fn sets(s: &mut String, cfg: &Config, name: &str, p: &Policy) {
             s,
             "\tset pol_{name}_rate {{\n\t\ttype ether_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t}}"
         );
+    }
+    if super::needs_marks_set(p) {
         let ids = policy_marks(cfg, name);
         let _ = writeln!(s, "\tset {} {{\n\t\ttype mark{}\n\t}}", super::marks_set(name), elements(&ids));
     }
@@ -124,7 +126,8 @@ fn base_chains(s: &mut String, cfg: &Config) {
         s,
         "\tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
-{rates}\t\tct state established,related accept
+{rates}\t\tiifname {lan} oifname != {lan} meta mark & {cls:#010x} == {mqtt:#010x} counter drop comment \"plaintext mqtt leaving the LAN\"
+\t\tct state established,related accept
 \t\tct state invalid counter drop comment \"invalid\"
 \t\tiifname {lan} oifname {lan} meta mark & {moat:#010x} == 0 accept comment \"bridged (br_netfilter): the bridge table decides\"
 \t\tiifname {lan} oifname {lan} counter drop comment \"lan: routed back into the LAN\"
@@ -136,8 +139,11 @@ fn base_chains(s: &mut String, cfg: &Config) {
 \t\tcounter drop comment \"no moat mark: classifier not running\"
 \t}}",
         mask = super::DEVICE_MARK_MASK,
-        moat = moat_common::mark::MOAT_BIT
+        moat = moat_common::mark::MOAT_BIT,
+        cls = moat_common::mark::MOAT_BIT | moat_common::mark::CLASS_MASK,
+        mqtt = moat_common::mark::MOAT_BIT | u32::from(moat_common::class::MQTT)
     );
+    upgrade_chain(s, cfg, &lan);
     let _ = writeln!(s, "\tchain from_wan {{");
     for (name, p) in &cfg.policies {
         for ib in &p.inbound {
@@ -195,7 +201,45 @@ fn service_ports(svc: Service) -> &'static [(Proto, u16)] {
     }
 }
 
-fn services_chain_rules(s: &mut String, name: &str, p: &Policy) {
+/// Broker ports a policy's devices may reach on the gateway: the TLS port
+/// for any policy with MQTT permissions, the plaintext port where the policy
+/// opts in, the upgrade port where it names an upstream.
+fn mqtt_ports(cfg: &Config, p: &Policy) -> Vec<u16> {
+    let (Some(m), Some(pm)) = (&cfg.mqtt, &p.mqtt) else { return Vec::new() };
+    let mut ports = vec![m.tls_port];
+    if pm.plaintext {
+        ports.extend(m.plaintext_port);
+    }
+    if pm.upstream.is_some() {
+        ports.push(m.upgrade_port);
+    }
+    ports
+}
+
+/// Plaintext MQTT (tcp/1883) of devices whose policy names an upstream is
+/// redirected to the gateway, which carries it to the upstream over TLS.
+fn upgrade_chain(s: &mut String, cfg: &Config, lan: &str) {
+    let Some(m) = &cfg.mqtt else { return };
+    let policies: Vec<&String> =
+        cfg.policies.iter().filter(|(_, p)| p.mqtt_upstream().is_some()).map(|(n, _)| n).collect();
+    if policies.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\tchain mqtt_upgrade {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;");
+    for name in policies {
+        let _ = writeln!(
+            s,
+            "\t\tiifname {lan} meta mark & {mask:#010x} @{ids} tcp dport {port} fib daddr type != local redirect to :{up} comment \"{name}: mqtt upgrade\"",
+            mask = super::DEVICE_MARK_MASK,
+            ids = super::marks_set(name),
+            port = crate::mqtt::PLAINTEXT_PORT,
+            up = m.upgrade_port
+        );
+    }
+    let _ = writeln!(s, "\t}}");
+}
+
+fn services_chain_rules(s: &mut String, name: &str, p: &Policy, mqtt: &[u16]) {
     let _ = writeln!(s, "\tchain {} {{", services_chain(name));
     if p.services.contains(&Service::All) {
         let _ = writeln!(s, "\t\taccept\n\t}}");
@@ -209,6 +253,9 @@ fn services_chain_rules(s: &mut String, name: &str, p: &Policy) {
             .filter(|(pr, _)| *pr == proto)
             .map(|(_, port)| *port)
             .collect();
+        if proto == Proto::Tcp {
+            ports.extend(mqtt);
+        }
         ports.sort_unstable();
         ports.dedup();
         if !ports.is_empty() {

@@ -51,6 +51,11 @@ pub fn marks_set(policy: &str) -> String {
     format!("pol_{policy}_ids")
 }
 
+/// Policies whose rules name their devices by mark (rate limits, MQTT upgrade).
+pub(crate) fn needs_marks_set(p: &crate::Policy) -> bool {
+    p.rate_limit_kbps.is_some() || p.mqtt_upstream().is_some()
+}
+
 /// A policy's set of device addresses (for inbound openings).
 pub fn hosts_set(policy: &str, family: u8) -> String {
     format!("pol_{policy}_hosts{family}")

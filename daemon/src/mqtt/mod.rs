@@ -1,0 +1,141 @@
+//! The gateway's MQTT service for devices: moat's own front (TLS with rustls,
+//! per-device identity and topic permissions, bounded queues) before an
+//! embedded rumqttd that does the routing, plus the plaintext-upgrade relay.
+//!
+//! It runs on its own thread and tokio runtime, so a slow nft transaction in
+//! the enforcement loop never delays a message, and MQTT trouble never stops
+//! enforcement. The daemon hands it each new config (`update`).
+
+mod admit;
+mod broker;
+pub mod cli;
+mod codec;
+pub mod creds;
+mod identity;
+mod limits;
+mod listen;
+pub mod pki;
+mod queue;
+mod session;
+mod stats;
+mod tls;
+mod upgrade;
+mod view;
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::{Arc, RwLock},
+};
+
+use moat_policy::Config;
+use tracing::info;
+
+pub use view::View;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("MQTT runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("listening on {what} port {port}: {source}")]
+    Listen { what: &'static str, port: u16, source: std::io::Error },
+    #[error("no randomness from the OS: {0}")]
+    Random(getrandom::Error),
+    #[error("the embedded broker did not start listening on {0}")]
+    BrokerDown(std::net::SocketAddr),
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Front {
+    view: RwLock<Arc<View>>,
+    identity: identity::Identity,
+    creds: Arc<creds::Store>,
+    stats: Arc<stats::Stats>,
+    broker: broker::Addrs,
+    broker_user: String,
+    broker_pass: String,
+    /// Password checks run one at a time (argon2 uses 8 MiB each).
+    verify_slots: tokio::sync::Semaphore,
+    rate: limits::ConnectRate,
+}
+
+impl Front {
+    /// The current config view (cheap: an `Arc` clone).
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// The running MQTT service.
+#[derive(Debug)]
+pub struct Mqtt {
+    front: Arc<Front>,
+}
+
+impl Mqtt {
+    /// Starts the broker and the listeners when the config has `[mqtt]`.
+    pub fn start(cfg: &Config) -> Result<Option<Mqtt>, MqttError> {
+        let Some(settings) = &cfg.mqtt else { return Ok(None) };
+        let dir = pki::dir(Path::new(&cfg.gateway.state_dir))?;
+        let ca = pki::Ca::load_or_create(&dir)?;
+        let addrs = lan_addresses(&cfg.gateway.lan);
+        let mut names = vec!["localhost".to_string()];
+        names.extend(settings.names.iter().cloned());
+        ca.issue_server(&dir, &names, &addrs)?;
+        let server_tls = tls::server(&dir, settings.client_certificates.then_some(ca.pem_path.as_path()))?;
+        let secret = random_hex(32)?;
+        let broker = broker::start(settings, &secret)?;
+        let front = Arc::new(Front {
+            view: RwLock::new(Arc::new(View::from_config(cfg))),
+            identity: identity::Identity::new(Path::new(&cfg.gateway.pin_dir)),
+            creds: Arc::new(creds::Store::new(&dir)),
+            stats: Arc::default(),
+            broker,
+            broker_user: broker::INTERNAL_USER.to_string(),
+            broker_pass: secret,
+            verify_slots: tokio::sync::Semaphore::new(1),
+            rate: limits::ConnectRate::default(),
+        });
+        listen::spawn(front.clone(), &cfg.gateway.lan, settings, server_tls)?;
+        info!(tls_port = settings.tls_port, ca = %ca.pem_path.display(), "MQTT broker for devices listening");
+        Ok(Some(Mqtt { front }))
+    }
+
+    /// Applies a reloaded config: permissions and devices change at once for
+    /// open connections too (listener settings need a restart).
+    pub fn update(&self, cfg: &Config) {
+        let view = Arc::new(View::from_config(cfg));
+        *self.front.view.write().unwrap_or_else(std::sync::PoisonError::into_inner) = view;
+    }
+
+    /// Counters for the status snapshot.
+    pub fn status(&self) -> serde_json::Value {
+        self.front.stats.snapshot()
+    }
+}
+
+/// The LAN interface's addresses (for the server certificate).
+fn lan_addresses(iface: &str) -> Vec<IpAddr> {
+    let out = std::process::Command::new("ip").args(["-j", "addr", "show", "dev", iface]).output();
+    let Ok(out) = out else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return Vec::new() };
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+fn random_hex(bytes: usize) -> Result<String, MqttError> {
+    let mut b = vec![0u8; bytes];
+    getrandom::getrandom(&mut b).map_err(MqttError::Random)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}

@@ -1,0 +1,109 @@
+//! MQTT counters, per device and in total, for the status snapshot (and the
+//! metrics later). A session looks its device's counters up once and bumps
+//! atomics from then on: no lock per message.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Instant,
+};
+
+/// Declares the per-device counters once: atomic fields, and their JSON.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// What is counted for each device (and, under `"unknown"`, for
+        /// connections moat could not tie to a configured device).
+        #[derive(Debug, Default)]
+        pub struct DeviceCounters {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl DeviceCounters {
+            fn json(&self) -> serde_json::Value {
+                serde_json::json!({ $(stringify!($name): self.$name.load(Ordering::Relaxed),)* })
+            }
+        }
+    };
+}
+
+counters!(
+    connections,
+    connections_open,
+    auth_failures,
+    /// Refused: another device's credentials, or no configured device behind the connection.
+    identity_mismatch,
+    rate_limited,
+    publish_denied,
+    subscribe_denied,
+    published,
+    delivered,
+    /// Dropped from the device's queue (slow subscriber); the broker was told
+    /// they were taken, so it neither stalls nor skips silently.
+    dropped_queue_full,
+    /// Still queued when the connection closed.
+    dropped_on_close,
+    disconnected_slow,
+    malformed,
+    upgraded_sessions,
+);
+
+/// Adds one to a counter.
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+pub fn dec(c: &AtomicU64) {
+    c.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    devices: Mutex<BTreeMap<String, Arc<DeviceCounters>>>,
+    pub handshake_failures: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
+    pub over_capacity: AtomicU64,
+    /// Rate-limited logging: the last time a drop was logged.
+    last_drop_log: Mutex<Option<Instant>>,
+}
+
+impl Stats {
+    /// A device's counters (made on first use); sessions keep the handle.
+    pub fn device(&self, name: &str) -> Arc<DeviceCounters> {
+        let mut d = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        d.entry(name.to_string()).or_default().clone()
+    }
+
+    /// True at most once a second: per-message events are logged through this.
+    pub fn may_log_drop(&self) -> bool {
+        let mut last = self.last_drop_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t).as_secs() < 1) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let devices: serde_json::Map<String, serde_json::Value> = self
+            .devices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(n, c)| (n.clone(), c.json()))
+            .collect();
+        serde_json::json!({
+            "devices": devices,
+            "handshake_failures": self.handshake_failures.load(Ordering::Relaxed),
+            "handshake_timeouts": self.handshake_timeouts.load(Ordering::Relaxed),
+            "over_capacity": self.over_capacity.load(Ordering::Relaxed),
+        })
+    }
+}
