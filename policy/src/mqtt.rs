@@ -197,6 +197,23 @@ fn covers(pat: &[&str], f: &[&str]) -> bool {
     }
 }
 
+/// Does subscription `filter` match `topic` (MQTT 4.7)? A shared
+/// subscription (`$share/GROUP/filter`) matches like its filter.
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    let filter = match filter.strip_prefix("$share/") {
+        Some(rest) => rest.split_once('/').map_or("", |(_, f)| f),
+        None => filter,
+    };
+    let f: Vec<&str> = filter.split('/').collect();
+    if filter.is_empty() || !valid_filter(&f) || topic.contains(['+', '#']) {
+        return false;
+    }
+    if topic.starts_with('$') && matches!(f.first(), Some(&"+") | Some(&"#")) {
+        return false;
+    }
+    covers(&f, &topic.split('/').collect::<Vec<_>>())
+}
+
 /// True when any pattern allows publishing to `topic`.
 pub fn may_publish(acl: &[TopicPattern], topic: &str, user: &str, client: &str) -> bool {
     acl.iter().any(|p| p.allows_topic(topic, user, client))
@@ -259,6 +276,15 @@ mod tests {
         assert!(p("a/+/c").allows_filter("a/b/c", "u", "c"));
         assert!(!p("a/b").allows_filter("a/+", "u", "c"));
         assert!(!p("a/#").allows_filter("a/b#", "u", "c"), "malformed filter");
+    }
+
+    #[test]
+    fn subscription_matching() {
+        assert!(filter_matches("a/+/c", "a/b/c"));
+        assert!(filter_matches("a/#", "a"));
+        assert!(filter_matches("$share/g/a/#", "a/b"));
+        assert!(!filter_matches("#", "$SYS/x"));
+        assert!(!filter_matches("a/b", "a/b/c"));
     }
 
     #[test]

@@ -263,7 +263,25 @@ policy = "old"
 
     // The legacy device speaks plaintext MQTT to "the cloud" on 1883: moat carries it over TLS.
     let pub_plain = |ns: &str, port: &str, msg: &str| {
-        output(Some(ns), &["mosquitto_pub", "-h", INTERNET_V4, "-p", port, "-t", "legacy/state", "-m", msg, "-q", "1"])
+        // A dropped CONNECT leaves the client waiting: 5 s is plenty for the rest.
+        output(
+            Some(ns),
+            &[
+                "timeout",
+                "5",
+                "mosquitto_pub",
+                "-h",
+                INTERNET_V4,
+                "-p",
+                port,
+                "-t",
+                "legacy/state",
+                "-m",
+                msg,
+                "-q",
+                "1",
+            ],
+        )
     };
     let out = pub_plain(&legacy, "1883", "hello-cloud")?;
     assert!(out.status.success(), "upgraded publish: {}", String::from_utf8_lossy(&out.stderr));

@@ -17,7 +17,9 @@ use std::{
 use moat_policy::mqtt::MqttSettings;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-/// Per subscribed filter: 256 KiB × 4 segments.
+/// Per subscribed filter: 256 KiB × 4 segments of messages. The front takes
+/// every message at once, so the log only has to bridge the router's passes
+/// (with 64 KiB × 2, 100 publishers outran it and it skipped ahead).
 const SEGMENT_BYTES: usize = 256 * 1024;
 const SEGMENTS: usize = 4;
 /// Messages in flight per connection between the broker and the front.

@@ -5,7 +5,7 @@
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use rumqttc::mqttbytes::{self as m, v4};
-use rumqttc::v5::mqttbytes::v5;
+use rumqttc::v5::mqttbytes::{v5, QoS as QoS5};
 
 pub const CONNECT: u8 = 1;
 pub const CONNACK: u8 = 2;
@@ -16,6 +16,7 @@ pub const PUBREL: u8 = 6;
 pub const PUBCOMP: u8 = 7;
 pub const SUBSCRIBE: u8 = 8;
 pub const SUBACK: u8 = 9;
+pub const UNSUBSCRIBE: u8 = 10;
 
 /// MQTT 5 reason code "Not authorized".
 pub const NOT_AUTHORIZED_V5: u8 = 0x87;
@@ -114,7 +115,18 @@ impl Connect {
         }
     }
 
+    /// The device's Receive Maximum (v5), the most QoS 1/2 deliveries it
+    /// takes unacknowledged; 65535 when it does not say.
+    pub fn receive_maximum(&self) -> u16 {
+        match self {
+            Connect::V4(_) => u16::MAX,
+            Connect::V5(c, ..) => c.properties.as_ref().and_then(|p| p.receive_maximum).unwrap_or(u16::MAX),
+        }
+    }
+
     /// The CONNECT toward the broker: moat's client id and internal login.
+    /// The device's Receive Maximum is moat's to honour (it delivers to the
+    /// device itself), so the broker gets none.
     pub fn rewrite(self, client_id: String, user: &str, pass: &str) -> Result<Bytes, CodecError> {
         let mut out = BytesMut::new();
         let fail = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
@@ -126,6 +138,11 @@ impl Connect {
             }
             Connect::V5(mut c, w, _) => {
                 c.client_id = client_id;
+                if let Some(p) = c.properties.as_mut() {
+                    p.receive_maximum = None;
+                    // moat reads each topic; no aliases from the broker either.
+                    p.topic_alias_max = None;
+                }
                 let login = Some(v5::Login::new(user, pass));
                 v5::Packet::Connect(c, w, login).write(&mut out, None).map_err(|e| fail(&e))?;
             }
@@ -266,30 +283,77 @@ impl Subscribe {
         }
     }
 
-    pub fn filters(&self) -> Vec<String> {
+    /// (filter, requested QoS) of each entry.
+    pub fn filters(&self) -> Vec<(String, u8)> {
         match self {
-            Subscribe::V4(s) => s.filters.iter().map(|f| f.path.clone()).collect(),
-            Subscribe::V5(s) => s.filters.iter().map(|f| f.path.clone()).collect(),
+            Subscribe::V4(s) => s.filters.iter().map(|f| (f.path.clone(), f.qos as u8)).collect(),
+            Subscribe::V5(s) => s.filters.iter().map(|f| (f.path.clone(), f.qos as u8)).collect(),
         }
     }
 
-    /// The SUBSCRIBE with only the filters marked `keep`.
-    pub fn keep(self, keep: &[bool]) -> Result<Bytes, CodecError> {
+    /// The SUBSCRIBE toward the broker: only the filters marked `keep`, each
+    /// at QoS 0 (moat takes every message at once and delivers it to the
+    /// device at the granted QoS itself; see session.rs).
+    pub fn keep_at_qos0(self, keep: &[bool]) -> Result<Bytes, CodecError> {
         let mut out = BytesMut::new();
         let fail = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
         let mut k = keep.iter();
         match self {
             Subscribe::V4(mut s) => {
                 s.filters.retain(|_| *k.next().unwrap_or(&false));
+                s.filters.iter_mut().for_each(|f| f.qos = m::QoS::AtMostOnce);
                 v4::Packet::Subscribe(s).write(&mut out, usize::MAX).map_err(|e| fail(&e))?;
             }
             Subscribe::V5(mut s) => {
                 s.filters.retain(|_| *k.next().unwrap_or(&false));
+                s.filters.iter_mut().for_each(|f| f.qos = QoS5::AtMostOnce);
                 v5::Packet::Subscribe(s).write(&mut out, None).map_err(|e| fail(&e))?;
             }
         }
         Ok(out.freeze())
     }
+}
+
+/// The filters of an UNSUBSCRIBE.
+pub fn unsubscribe_filters(v: Version, frame: BytesMut, max: usize) -> Result<Vec<String>, CodecError> {
+    let mut buf = frame;
+    let bad = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
+    match v {
+        Version::V4 => match v4::Packet::read(&mut buf, max).map_err(|e| bad(&e))? {
+            v4::Packet::Unsubscribe(u) => Ok(u.topics),
+            _ => Err(CodecError::Protocol("not an UNSUBSCRIBE")),
+        },
+        Version::V5 => match v5::Packet::read(&mut buf, Some(max as u32)).map_err(|e| bad(&e))? {
+            v5::Packet::Unsubscribe(u) => Ok(u.filters),
+            _ => Err(CodecError::Protocol("not an UNSUBSCRIBE")),
+        },
+    }
+}
+
+/// The topic of a PUBLISH frame.
+pub fn publish_topic(frame: &[u8]) -> Option<&str> {
+    let (_, used) = get_len(frame, 1)?;
+    let at = 1 + used;
+    let tlen = usize::from(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
+    std::str::from_utf8(frame.get(at + 2..at + 2 + tlen)?).ok()
+}
+
+/// A QoS 0 PUBLISH frame re-sent at `qos` (1 or 2): the flags changed and
+/// a packet id slot (0, filled in when sent) after the topic. Returns the
+/// frame and the slot's offset.
+pub fn raise_qos(frame: &[u8], qos: u8) -> Option<(Bytes, usize)> {
+    let (len, used) = get_len(frame, 1)?;
+    let body = frame.get(1 + used..1 + used + len)?;
+    let tlen = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let (topic, rest) = (body.get(..2 + tlen)?, body.get(2 + tlen..)?);
+    let mut out = BytesMut::with_capacity(frame.len() + 4);
+    out.put_u8((frame.first()? & 0xf9) | (qos << 1));
+    put_len(&mut out, len + 2);
+    out.extend_from_slice(topic);
+    let at = out.len();
+    out.put_u16(0);
+    out.extend_from_slice(rest);
+    Some((out.freeze(), at))
 }
 
 /// Appends an MQTT variable byte integer.
@@ -357,17 +421,19 @@ pub fn ack(kind: u8, pkid: u16, reason: Option<u8>) -> Bytes {
     }
 }
 
-/// QoS and packet id of a PUBLISH frame, read without decoding the rest.
+/// QoS, packet id and the id's offset of a PUBLISH frame, read without
+/// decoding the rest.
 pub fn peek_publish(frame: &[u8]) -> Option<super::queue::Msg> {
     let qos = (frame.first()? >> 1) & 3;
     if qos == 0 {
-        return Some(super::queue::Msg { qos, pkid: 0 });
+        return Some(super::queue::Msg { qos, pkid: 0, pkid_at: 0 });
     }
     let (_, used) = get_len(frame, 1)?;
     let at = 1 + used;
     let tlen = usize::from(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
     let p = at + 2 + tlen;
-    Some(super::queue::Msg { qos, pkid: u16::from_be_bytes([*frame.get(p)?, *frame.get(p + 1)?]) })
+    let pkid = u16::from_be_bytes([*frame.get(p)?, *frame.get(p + 1)?]);
+    Some(super::queue::Msg { qos, pkid, pkid_at: p })
 }
 
 /// Packet id of an ack-type frame (PUBACK, PUBREC, PUBREL, PUBCOMP).
@@ -422,8 +488,13 @@ mod tests {
         let mut publish = v4::Publish::new("a/b", m::QoS::AtLeastOnce, vec![1u8, 2]);
         publish.pkid = 5;
         let _ = v4::Packet::Publish(publish).write(&mut p, usize::MAX);
-        assert_eq!(peek_publish(&p), Some(crate::mqtt::queue::Msg { qos: 1, pkid: 5 }));
+        assert_eq!(peek_publish(&p), Some(crate::mqtt::queue::Msg { qos: 1, pkid: 5, pkid_at: 7 }));
+        assert_eq!(publish_topic(&p), Some("a/b"));
         let Ok(info) = publish_info(Version::V4, p, 1024) else { panic!("publish") };
         assert_eq!(info.topic, "a/b");
+        let mut q0 = BytesMut::new();
+        let _ = v4::Packet::Publish(v4::Publish::new("t", m::QoS::AtMostOnce, vec![9u8])).write(&mut q0, 99);
+        let Some((raised, at)) = raise_qos(&q0, 1) else { panic!("raise") };
+        assert_eq!((&raised[..], at), (&[0x32u8, 6, 0, 1, b't', 0, 0, 9][..], 5));
     }
 }

@@ -35,6 +35,9 @@ pub fn spawn(front: Arc<Front>, lan: &str, s: &MqttSettings, tls: Arc<ServerConf
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(WORKERS)
+                // Password checks are the only blocking work: few threads,
+                // so few malloc arenas holding argon2's 8 MiB.
+                .max_blocking_threads(1)
                 .thread_name("moat-mqtt")
                 .enable_all()
                 .build()

@@ -2,21 +2,30 @@
 //! against `queue_messages`/`queue_bytes`; control frames (acks, SUBACK,
 //! PINGRESP) are few by protocol and always queued. When a message does not
 //! fit, the overflow policy decides: drop the oldest messages (the caller
-//! acknowledges them to the broker and counts them) or refuse, and the
-//! caller disconnects the device.
+//! counts them) or refuse, and the caller disconnects the device.
+//!
+//! moat takes each message from the broker at once (acknowledging it there),
+//! so the broker never holds back or skips for a slow device; delivery to the
+//! device is moat's own: its packet ids, its in-flight window (the device's
+//! Receive Maximum), the device's acks consumed here.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Mutex,
+};
 
 use bytes::{Bytes, BytesMut};
 use moat_policy::mqtt::Overflow;
 use tokio::sync::Notify;
 
-/// A queued message's QoS and packet id (what the broker must be told if
-/// it is dropped).
+/// A queued message: its QoS and where its packet id sits in the frame
+/// (moat numbers deliveries to the device itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Msg {
     pub qos: u8,
+    /// The broker's packet id (already acknowledged to the broker).
     pub pkid: u16,
+    pub pkid_at: usize,
 }
 
 #[derive(Debug)]
@@ -31,14 +40,28 @@ struct Inner {
     msgs: usize,
     msg_bytes: usize,
     closed: bool,
+    /// Packet ids of QoS 1/2 deliveries the device has not completed.
+    inflight: HashSet<u16>,
+    next_id: u16,
+}
+
+impl Inner {
+    fn free_id(&mut self) -> u16 {
+        loop {
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+            if !self.inflight.contains(&self.next_id) {
+                return self.next_id;
+            }
+        }
+    }
 }
 
 /// What happened to a pushed message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
-    /// Queued after dropping these older messages.
-    DroppedOldest(Vec<Msg>),
+    /// Queued after dropping this many older messages.
+    DroppedOldest(u64),
     /// Not queued: the queue is full and the policy is to disconnect.
     Full,
 }
@@ -50,16 +73,19 @@ pub struct Outbox {
     max_msgs: usize,
     max_bytes: usize,
     overflow: Overflow,
+    /// The device's Receive Maximum (v5; 65535 otherwise).
+    inflight_limit: usize,
 }
 
 impl Outbox {
-    pub fn new(max_msgs: u32, max_bytes: u32, overflow: Overflow) -> Self {
+    pub fn new(max_msgs: u32, max_bytes: u32, overflow: Overflow, inflight_limit: u16) -> Self {
         Outbox {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             max_msgs: max_msgs.max(1) as usize,
             max_bytes: max_bytes.max(1) as usize,
             overflow,
+            inflight_limit: usize::from(inflight_limit.max(1)),
         }
     }
 
@@ -76,7 +102,7 @@ impl Outbox {
     /// Queues a message, applying the overflow policy.
     pub fn message(&self, bytes: Bytes, msg: Msg) -> Pushed {
         let mut q = self.lock();
-        let mut dropped = Vec::new();
+        let mut dropped = 0;
         while q.msgs > 0 && (q.msgs + 1 > self.max_msgs || q.msg_bytes + bytes.len() > self.max_bytes) {
             if self.overflow == Overflow::Disconnect {
                 return Pushed::Full;
@@ -85,7 +111,7 @@ impl Outbox {
             if let Some(old) = q.frames.remove(at) {
                 q.msgs -= 1;
                 q.msg_bytes -= old.bytes.len();
-                dropped.extend(old.msg);
+                dropped += 1;
             }
         }
         q.msgs += 1;
@@ -93,44 +119,69 @@ impl Outbox {
         q.frames.push_back(Frame { bytes, msg: Some(msg) });
         drop(q);
         self.notify.notify_one();
-        if dropped.is_empty() {
+        if dropped == 0 {
             Pushed::Queued
         } else {
             Pushed::DroppedOldest(dropped)
         }
     }
 
+    /// The device completed delivery `id` (PUBACK, or PUBCOMP for QoS 2).
+    pub fn acked(&self, id: u16) {
+        if self.lock().inflight.remove(&id) {
+            self.notify.notify_one();
+        }
+    }
+
     /// Waits for frames and takes up to `max_bytes` of them as one buffer
-    /// (one TLS write). `None` once closed and empty. Also returns how many
-    /// messages the batch holds.
+    /// (one TLS write), numbering QoS 1/2 messages for the device and
+    /// keeping at most `inflight_limit` of them unacknowledged. `None` once
+    /// closed and drained. Also returns how many messages the batch holds.
     pub async fn take(&self, max_bytes: usize) -> Option<(BytesMut, u64)> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut q = self.lock();
-                if !q.frames.is_empty() {
-                    let mut out = BytesMut::new();
-                    let mut msgs = 0u64;
-                    while let Some(f) = q.frames.front() {
-                        if !out.is_empty() && out.len() + f.bytes.len() > max_bytes {
-                            break;
-                        }
-                        let Some(f) = q.frames.pop_front() else { break };
-                        if f.msg.is_some() {
-                            q.msgs -= 1;
-                            q.msg_bytes -= f.bytes.len();
-                            msgs += 1;
-                        }
-                        out.extend_from_slice(&f.bytes);
-                    }
+                let (out, msgs) = self.fill(&mut q, max_bytes);
+                if !out.is_empty() {
                     return Some((out, msgs));
                 }
-                if q.closed {
+                if q.closed && (q.frames.is_empty() || q.inflight.len() >= self.inflight_limit) {
                     return None;
                 }
             }
             notified.await;
         }
+    }
+
+    fn fill(&self, q: &mut Inner, max_bytes: usize) -> (BytesMut, u64) {
+        let mut out = BytesMut::new();
+        let mut msgs = 0u64;
+        while let Some(f) = q.frames.front() {
+            if !out.is_empty() && out.len() + f.bytes.len() > max_bytes {
+                break;
+            }
+            let needs_id = f.msg.is_some_and(|m| m.qos > 0);
+            if needs_id && q.inflight.len() >= self.inflight_limit {
+                break;
+            }
+            let Some(f) = q.frames.pop_front() else { break };
+            let start = out.len();
+            out.extend_from_slice(&f.bytes);
+            if let Some(m) = f.msg {
+                q.msgs -= 1;
+                q.msg_bytes -= f.bytes.len();
+                msgs += 1;
+                if m.qos > 0 {
+                    let id = q.free_id();
+                    q.inflight.insert(id);
+                    if let Some(slot) = out.get_mut(start + m.pkid_at..start + m.pkid_at + 2) {
+                        slot.copy_from_slice(&id.to_be_bytes());
+                    }
+                }
+            }
+        }
+        (out, msgs)
     }
 
     /// No more frames: `take` hands out what is queued, then `None`.
@@ -157,31 +208,49 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn m(pkid: u16) -> Msg {
-        Msg { qos: 1, pkid }
+    /// A QoS 0 message (no packet id).
+    fn m0() -> Msg {
+        Msg { qos: 0, pkid: 0, pkid_at: 0 }
+    }
+
+    fn take(q: &Outbox) -> Option<(Vec<u8>, u64)> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build();
+        let Ok(rt) = rt else { panic!("runtime") };
+        rt.block_on(async { tokio::time::timeout(std::time::Duration::from_millis(50), q.take(1 << 20)).await.ok()? })
+            .map(|(b, n)| (b.to_vec(), n))
     }
 
     #[test]
     fn drop_oldest_keeps_control_frames_and_the_bound() {
-        let q = Outbox::new(2, 1 << 20, Overflow::DropOldest);
+        let q = Outbox::new(2, 1 << 20, Overflow::DropOldest, u16::MAX);
         q.control(Bytes::from_static(b"ack"));
-        assert_eq!(q.message(Bytes::from_static(b"m1"), m(1)), Pushed::Queued);
-        assert_eq!(q.message(Bytes::from_static(b"m2"), m(2)), Pushed::Queued);
-        assert_eq!(q.message(Bytes::from_static(b"m3"), m(3)), Pushed::DroppedOldest(vec![m(1)]));
-        let rt = tokio::runtime::Builder::new_current_thread().build();
-        let Ok(rt) = rt else { panic!("runtime") };
-        let got = rt.block_on(q.take(1 << 20));
-        assert_eq!(got.map(|(b, n)| (b.to_vec(), n)), Some((b"ackm2m3".to_vec(), 2)));
+        assert_eq!(q.message(Bytes::from_static(b"m1"), m0()), Pushed::Queued);
+        assert_eq!(q.message(Bytes::from_static(b"m2"), m0()), Pushed::Queued);
+        assert_eq!(q.message(Bytes::from_static(b"m3"), m0()), Pushed::DroppedOldest(1));
+        assert_eq!(take(&q), Some((b"ackm2m3".to_vec(), 2)));
+    }
+
+    #[test]
+    fn deliveries_are_renumbered_and_limited_by_receive_maximum() {
+        let q = Outbox::new(10, 1 << 20, Overflow::DropOldest, 2);
+        let qos1 = Msg { qos: 1, pkid: 9, pkid_at: 1 };
+        for _ in 0..3 {
+            q.message(Bytes::from_static(b"P\0\0"), qos1);
+        }
+        assert_eq!(take(&q), Some((b"P\0\x01P\0\x02".to_vec(), 2)), "ids 1 and 2; the third waits");
+        assert_eq!(take(&q), None, "two in flight: nothing more until an ack");
+        q.acked(1);
+        assert_eq!(take(&q), Some((b"P\0\x03".to_vec(), 1)));
     }
 
     #[test]
     fn byte_bound_and_disconnect_policy() {
-        let q = Outbox::new(100, 5, Overflow::DropOldest);
-        assert_eq!(q.message(Bytes::from_static(b"abc"), m(1)), Pushed::Queued);
-        assert_eq!(q.message(Bytes::from_static(b"def"), m(2)), Pushed::DroppedOldest(vec![m(1)]));
-        let d = Outbox::new(1, 1 << 20, Overflow::Disconnect);
-        assert_eq!(d.message(Bytes::from_static(b"a"), m(1)), Pushed::Queued);
-        assert_eq!(d.message(Bytes::from_static(b"b"), m(2)), Pushed::Full);
+        let q = Outbox::new(100, 5, Overflow::DropOldest, u16::MAX);
+        assert_eq!(q.message(Bytes::from_static(b"abc"), m0()), Pushed::Queued);
+        assert_eq!(q.message(Bytes::from_static(b"def"), m0()), Pushed::DroppedOldest(1));
+        let d = Outbox::new(1, 1 << 20, Overflow::Disconnect, u16::MAX);
+        assert_eq!(d.message(Bytes::from_static(b"a"), m0()), Pushed::Queued);
+        assert_eq!(d.message(Bytes::from_static(b"b"), m0()), Pushed::Full);
         assert_eq!(d.close(), 1);
     }
 }

@@ -5,10 +5,12 @@
 //! permissions (read fresh from the current view, so a reload applies at
 //! once); a denied PUBLISH is acknowledged and dropped (v5: reason "not
 //! authorized"), a denied filter gets a failure code in the SUBACK while the
-//! rest of the SUBSCRIBE goes on. broker → device: messages go through the
-//! device's bounded queue; one that overflows it is acknowledged to the broker
-//! for the device and counted, so the broker never stalls on, or silently
-//! skips, a slow subscriber.
+//! rest of the SUBSCRIBE goes on. broker → device: every message is taken
+//! from the broker at once (acknowledged there) into the device's bounded
+//! queue, and moat delivers it with its own packet ids; a message the queue
+//! cannot hold is dropped and counted. So the broker never stalls on, or
+//! silently skips ahead of, a slow subscriber: every acknowledged message is
+//! delivered or counted.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,7 +20,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use moat_policy::mqtt::{may_publish, may_subscribe};
+use moat_policy::mqtt::{filter_matches, may_publish, may_subscribe};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpStream,
@@ -88,7 +90,7 @@ pub async fn serve<S>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let settings = front.view().settings.clone();
     let max = settings.max_packet_size as usize;
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(512);
     let limit = Duration::from_millis(u64::from(settings.handshake_timeout_ms));
     let first = match tokio::time::timeout(limit, read_frame(&mut rd, &mut buf, max)).await {
         Ok(Ok(f)) => f,
@@ -145,6 +147,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let version = connect.version();
+    let receive_max = connect.receive_maximum();
     let client_id = connect.client_id().to_string();
     let assigned = client_id.is_empty().then(|| format!("moat-{:016x}", rand_u64()));
     let own_id = assigned.clone().unwrap_or_else(|| client_id.clone());
@@ -158,7 +161,7 @@ where
     let mut broker = TcpStream::connect(addr).await?;
     broker.set_nodelay(true)?;
     broker.write_all(&connect.rewrite(broker_id, &front.broker_user, &front.broker_pass)?).await?;
-    let mut bbuf = BytesMut::with_capacity(4096);
+    let mut bbuf = BytesMut::with_capacity(512);
     let ack = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut broker, &mut bbuf, usize::MAX))
         .await
         .map_err(|_| SessionError::Timeout)??;
@@ -177,8 +180,9 @@ where
         device: a.device.name.clone(),
         client_id: own_id,
         counters: a.counters.clone(),
-        outbox: Outbox::new(settings.queue_messages, settings.queue_bytes, settings.overflow),
+        outbox: Outbox::new(settings.queue_messages, settings.queue_bytes, settings.overflow, receive_max),
         pending_subacks: Mutex::new(HashMap::new()),
+        subs: Mutex::new(Vec::new()),
         max: settings.max_packet_size as usize,
     });
     let (brd, bwr) = broker.into_split();
@@ -211,6 +215,15 @@ async fn send(to: &BrokerTx, bytes: &[u8]) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// One filter's answer in a SUBACK.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Refused by moat with this code.
+    Denied(u8),
+    /// Sent on at QoS 0; the device gets this QoS if the broker accepts.
+    Granted(u8),
+}
+
 /// State both pumps share.
 #[derive(Debug)]
 struct Shared {
@@ -219,9 +232,12 @@ struct Shared {
     client_id: String,
     counters: Arc<DeviceCounters>,
     outbox: Outbox,
-    /// SUBSCRIBEs forwarded with some filters removed: per packet id, the
-    /// code for each original filter (`None`: the broker's answer).
-    pending_subacks: Mutex<HashMap<u16, Vec<Option<u8>>>>,
+    /// SUBSCRIBEs sent on to the broker: per packet id, what to answer for
+    /// each of the device's filters.
+    pending_subacks: Mutex<HashMap<u16, Vec<Slot>>>,
+    /// The device's subscriptions (filter, granted QoS): the QoS each
+    /// message is delivered at.
+    subs: Mutex<Vec<(String, u8)>>,
     max: usize,
 }
 
@@ -243,7 +259,8 @@ async fn device_to_broker<R: AsyncRead + Unpin>(
 ) -> Result<(), SessionError> {
     // v3.1.1 QoS 2 publishes moat refused: their PUBREL is answered here.
     let mut refused_qos2: HashSet<u16> = HashSet::new();
-    let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    // Buffers start small and grow with traffic: idle connections stay cheap.
+    let mut out = BytesMut::new();
     loop {
         // Every complete frame read so far goes to the broker in one write.
         while let Some(len) = c::frame_len(&buf, s.max)? {
@@ -251,10 +268,25 @@ async fn device_to_broker<R: AsyncRead + Unpin>(
             let forward = match c::kind(&frame) {
                 c::PUBLISH => on_publish(front, s, frame, &mut refused_qos2)?,
                 c::SUBSCRIBE => on_subscribe(front, s, frame)?,
+                c::UNSUBSCRIBE => {
+                    let raw = frame.clone().freeze();
+                    let gone = c::unsubscribe_filters(s.version, frame, s.max)?;
+                    lock(&s.subs).retain(|(f, _)| !gone.contains(f));
+                    Some(raw)
+                }
                 c::PUBREL if c::ack_pkid(&frame).is_some_and(|id| refused_qos2.remove(&id)) => {
                     // v5: 0x92 "packet identifier not found" (the exchange ended at the refusal).
                     let reason = (s.version == Version::V5).then_some(c::PKID_NOT_FOUND_V5);
                     s.outbox.control(c::ack(c::PUBCOMP, c::ack_pkid(&frame).unwrap_or(0), reason));
+                    None
+                }
+                // Deliveries to the device are moat's (see queue.rs): their acks end here.
+                c::PUBACK | c::PUBCOMP => {
+                    s.outbox.acked(c::ack_pkid(&frame).unwrap_or(0));
+                    None
+                }
+                c::PUBREC => {
+                    s.outbox.control(c::ack(c::PUBREL, c::ack_pkid(&frame).unwrap_or(0), None));
                     None
                 }
                 c::CONNECT => return Err(CodecError::Protocol("second CONNECT").into()),
@@ -316,31 +348,52 @@ fn on_publish(
 }
 
 fn on_subscribe(front: &Front, s: &Shared, frame: BytesMut) -> Result<Option<Bytes>, SessionError> {
-    let raw = frame.clone().freeze();
     let sub = c::Subscribe::parse(s.version, frame, s.max)?;
     let view = front.view();
     let acl = view.by_name(&s.device).and_then(|d| d.acl.as_ref());
-    let keep: Vec<bool> = sub
-        .filters()
+    let filters = sub.filters();
+    let keep: Vec<bool> = filters
         .iter()
-        .map(|f| acl.is_some_and(|a| may_subscribe(&a.subscribe, f, &s.device, &s.client_id)))
+        .map(|(f, _)| acl.is_some_and(|a| may_subscribe(&a.subscribe, f, &s.device, &s.client_id)))
+        .collect();
+    let slots: Vec<Slot> = keep
+        .iter()
+        .zip(&filters)
+        .map(|(k, (_, q))| if *k { Slot::Granted((*q).min(2)) } else { Slot::Denied(s.denied_code()) })
         .collect();
     let denied = keep.iter().filter(|k| !**k).count() as u64;
-    if denied == 0 {
-        return Ok(Some(raw));
+    if denied > 0 {
+        add(&s.counters.subscribe_denied, denied);
+        if front.stats.may_log_drop() {
+            let names: Vec<&str> = filters.iter().map(|(f, _)| f.as_str()).collect();
+            warn!(device = %s.device, filters = ?names, "MQTT subscription outside the device's permissions; refused");
+        }
     }
-    add(&s.counters.subscribe_denied, denied);
-    if front.stats.may_log_drop() {
-        warn!(device = %s.device, filters = ?sub.filters(), "MQTT subscription outside the device's permissions; refused");
-    }
-    let codes: Vec<Option<u8>> = keep.iter().map(|k| (!k).then(|| s.denied_code())).collect();
     if keep.iter().all(|k| !k) {
-        let all: Vec<u8> = codes.iter().map(|c| c.unwrap_or(0)).collect();
-        s.outbox.control(c::suback(s.version, sub.pkid(), &all));
+        let codes: Vec<u8> = slots.iter().map(|sl| if let Slot::Denied(c) = sl { *c } else { 0x80 }).collect();
+        s.outbox.control(c::suback(s.version, sub.pkid(), &codes));
         return Ok(None);
     }
-    s.pending_subacks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(sub.pkid(), codes);
-    Ok(Some(sub.keep(&keep)?))
+    let mut subs = lock(&s.subs);
+    for ((f, q), k) in filters.iter().zip(&keep) {
+        if *k {
+            subs.retain(|(g, _)| g != f);
+            subs.push((f.clone(), (*q).min(2)));
+        }
+    }
+    drop(subs);
+    lock(&s.pending_subacks).insert(sub.pkid(), slots);
+    Ok(Some(sub.keep_at_qos0(&keep)?))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The QoS a message on `topic` goes to the device at: the highest granted
+/// among its matching subscriptions (MQTT 3.3.5: one delivery per message).
+fn delivery_qos(s: &Shared, topic: &str) -> u8 {
+    lock(&s.subs).iter().filter(|(f, _)| filter_matches(f, topic)).map(|(_, q)| *q).max().unwrap_or(0)
 }
 
 async fn broker_to_device<R: AsyncRead + Unpin>(
@@ -350,67 +403,100 @@ async fn broker_to_device<R: AsyncRead + Unpin>(
     mut buf: BytesMut,
     to_broker: BrokerTx,
 ) -> Result<(), SessionError> {
-    // QoS 2 messages moat dropped for the device: it completes them itself.
-    let mut owned_qos2: HashSet<u16> = HashSet::new();
+    let mut acks = BytesMut::new();
     loop {
-        let frame = read_frame(&mut rd, &mut buf, usize::MAX).await?;
-        match c::kind(&frame) {
-            c::PUBLISH => {
-                let msg = c::peek_publish(&frame).ok_or(CodecError::Protocol("broker PUBLISH"))?;
-                match s.outbox.message(frame.freeze(), msg) {
-                    Pushed::Queued => {}
-                    Pushed::DroppedOldest(old) => dropped(front, s, &old, &to_broker, &mut owned_qos2).await?,
-                    Pushed::Full => {
-                        inc(&s.counters.disconnected_slow);
-                        add(&s.counters.dropped_on_close, 1);
-                        warn!(device = %s.device, "MQTT subscriber too slow; disconnected (overflow = disconnect)");
+        while let Some(len) = c::frame_len(&buf, usize::MAX)? {
+            let frame = buf.split_to(len);
+            match c::kind(&frame) {
+                c::PUBLISH => {
+                    let (frame, msg) = for_device(s, frame, &mut acks)?;
+                    if !queue_message(front, s, frame, msg) {
                         return Ok(());
                     }
                 }
+                // Second half of a QoS 2 delivery moat took: completed here.
+                c::PUBREL => acks.extend_from_slice(&c::ack(c::PUBCOMP, c::ack_pkid(&frame).unwrap_or(0), None)),
+                c::SUBACK => s.outbox.control(merge_suback(s, &frame).unwrap_or_else(|| frame.freeze())),
+                _ => s.outbox.control(frame.freeze()),
             }
-            c::PUBREL if c::ack_pkid(&frame).is_some_and(|id| owned_qos2.remove(&id)) => {
-                let id = c::ack_pkid(&frame).unwrap_or(0);
-                send(&to_broker, &c::ack(c::PUBCOMP, id, None)).await?;
-            }
-            c::SUBACK => s.outbox.control(merge_suback(s, &frame).unwrap_or_else(|| frame.freeze())),
-            _ => s.outbox.control(frame.freeze()),
+        }
+        if !acks.is_empty() {
+            send(&to_broker, &acks).await?;
+            acks.clear();
+        }
+        if rd.read_buf(&mut buf).await? == 0 {
+            return Err(SessionError::Closed);
         }
     }
 }
 
-/// Tells the broker the dropped messages were taken, and counts them.
-async fn dropped(
-    front: &Front,
-    s: &Shared,
-    old: &[Msg],
-    to_broker: &BrokerTx,
-    owned_qos2: &mut HashSet<u16>,
-) -> Result<(), SessionError> {
-    add(&s.counters.dropped_queue_full, old.len() as u64);
-    if front.stats.may_log_drop() {
-        warn!(device = %s.device, dropped = old.len(), "MQTT subscriber queue full; oldest messages dropped");
-    }
-    for m in old {
-        let ack = match m.qos {
-            1 => c::ack(c::PUBACK, m.pkid, None),
-            2 => {
-                owned_qos2.insert(m.pkid);
-                c::ack(c::PUBREC, m.pkid, None)
+/// A broker PUBLISH as the device gets it. The front subscribes at QoS 0,
+/// so the broker streams messages without waiting on acks (rumqttd keeps
+/// at most 100 QoS 1 messages in flight per client and skips ahead when a
+/// subscriber lags behind its log); the message goes to the device at its
+/// subscription's granted QoS (as rumqttd itself delivers), numbered by moat.
+fn for_device(s: &Shared, frame: BytesMut, acks: &mut BytesMut) -> Result<(Bytes, Msg), SessionError> {
+    let msg = c::peek_publish(&frame).ok_or(CodecError::Protocol("broker PUBLISH"))?;
+    match msg.qos {
+        0 => {
+            let qos = c::publish_topic(&frame).map_or(0, |t| delivery_qos(s, t));
+            if qos == 0 {
+                return Ok((frame.freeze(), msg));
             }
-            _ => continue,
-        };
-        send(to_broker, &ack).await?;
+            let (raised, pkid_at) = c::raise_qos(&frame, qos).ok_or(CodecError::Protocol("broker PUBLISH"))?;
+            Ok((raised, Msg { qos, pkid: 0, pkid_at }))
+        }
+        // Not expected (moat subscribes at QoS 0); taken at once all the same.
+        1 => {
+            acks.extend_from_slice(&c::ack(c::PUBACK, msg.pkid, None));
+            Ok((frame.freeze(), msg))
+        }
+        _ => {
+            acks.extend_from_slice(&c::ack(c::PUBREC, msg.pkid, None));
+            Ok((frame.freeze(), msg))
+        }
     }
-    Ok(())
 }
 
-/// The broker's SUBACK for a trimmed SUBSCRIBE, with moat's refusals put
-/// back in place. `None` when the packet id was not trimmed.
+/// Queues a message for the device; false when the device must be
+/// disconnected (overflow = disconnect). Drops are counted and logged.
+fn queue_message(front: &Front, s: &Shared, frame: Bytes, msg: Msg) -> bool {
+    match s.outbox.message(frame, msg) {
+        Pushed::Queued => true,
+        Pushed::DroppedOldest(n) => {
+            add(&s.counters.dropped_queue_full, n);
+            if front.stats.may_log_drop() {
+                warn!(device = %s.device, dropped = n, "MQTT subscriber queue full; oldest messages dropped");
+            }
+            true
+        }
+        Pushed::Full => {
+            inc(&s.counters.disconnected_slow);
+            add(&s.counters.dropped_on_close, 1);
+            warn!(device = %s.device, "MQTT subscriber too slow; disconnected (overflow = disconnect)");
+            false
+        }
+    }
+}
+
+/// The broker's SUBACK with moat's answers: its refusals put back in place
+/// and the device's requested QoS for what the broker accepted. `None` when
+/// the packet id is not one moat sent.
 fn merge_suback(s: &Shared, frame: &[u8]) -> Option<Bytes> {
     let (pkid, broker_codes) = c::suback_codes(s.version, frame)?;
-    let codes = s.pending_subacks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&pkid)?;
+    let slots = lock(&s.pending_subacks).remove(&pkid)?;
     let mut from_broker = broker_codes.into_iter();
-    let merged: Vec<u8> = codes.iter().map(|c| c.or_else(|| from_broker.next()).unwrap_or(0x80)).collect();
+    let merged: Vec<u8> = slots
+        .iter()
+        .map(|slot| match slot {
+            Slot::Denied(code) => *code,
+            Slot::Granted(q) => match from_broker.next() {
+                Some(b) if b < 0x80 => *q,
+                Some(b) => b,
+                None => 0x80,
+            },
+        })
+        .collect();
     Some(c::suback(s.version, pkid, &merged))
 }
 

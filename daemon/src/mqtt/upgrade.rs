@@ -50,12 +50,14 @@ fn original_dst(s: &TcpStream, peer: &SocketAddr) -> Option<SocketAddr> {
 }
 
 /// Relays one redirected connection to its device's upstream.
-pub async fn relay(front: Arc<Front>, mut device: TcpStream, peer: SocketAddr, _local: SocketAddr) {
+pub async fn relay(front: Arc<Front>, mut device: TcpStream, peer: SocketAddr, local: SocketAddr) {
     let Some(dst) = original_dst(&device, &peer) else {
         return warn!(%peer, "MQTT upgrade: no original destination; closed");
     };
     let view = front.view();
-    let seen = front.identity.lookup(peer, dst);
+    // The classifier saw the dialled address, unless br_netfilter redirected
+    // in the bridge before the classifier ran: then it saw the gateway's.
+    let seen = front.identity.lookup(peer, dst).or_else(|| front.identity.lookup(peer, local));
     let Some(dev) = seen.and_then(|s| view.device(s.device_id, &s.mac)).cloned() else {
         return warn!(%peer, "MQTT upgrade: connection from an unknown device; closed");
     };

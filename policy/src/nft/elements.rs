@@ -55,9 +55,18 @@ fn bridge_sets(cfg: &Config, d: &Device) -> Vec<String> {
     sets
 }
 
-/// The inet sets a device's mark is in (rate-limited and MQTT-upgrade policies).
+/// The inet sets a device's MAC is in (MQTT-upgrade policies).
+fn inet_mac_sets(cfg: &Config, d: &Device) -> Vec<String> {
+    if cfg.policy_of(d).mqtt_upstream().is_some() {
+        vec![super::macs_set(&d.policy)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The inet sets a device's mark is in (rate-limited policies).
 fn inet_sets(cfg: &Config, d: &Device) -> Vec<String> {
-    if super::needs_marks_set(&cfg.policy_of(d)) {
+    if cfg.policy_of(d).rate_limit_kbps.is_some() {
         vec![marks_set(&d.policy)]
     } else {
         Vec::new()
@@ -71,6 +80,9 @@ fn remove(s: &mut String, cfg: &Config, d: &Device) {
     for set in inet_sets(cfg, d) {
         let _ = writeln!(s, "delete element {TABLE} {set} {{ {:#010x} }}", device_mark(d.id));
     }
+    for set in inet_mac_sets(cfg, d) {
+        let _ = writeln!(s, "delete element {TABLE} {set} {{ {} }}", d.mac);
+    }
     for set in bridge_sets(cfg, d) {
         let _ = writeln!(s, "delete element {BRIDGE_TABLE} {set} {{ {} }}", d.mac);
     }
@@ -82,6 +94,9 @@ fn add(s: &mut String, cfg: &Config, d: &Device) {
     }
     for set in inet_sets(cfg, d) {
         let _ = writeln!(s, "add element {TABLE} {set} {{ {:#010x} }}", device_mark(d.id));
+    }
+    for set in inet_mac_sets(cfg, d) {
+        let _ = writeln!(s, "add element {TABLE} {set} {{ {} }}", d.mac);
     }
     for set in bridge_sets(cfg, d) {
         let _ = writeln!(s, "add element {BRIDGE_TABLE} {set} {{ {} }}", d.mac);

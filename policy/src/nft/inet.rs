@@ -69,10 +69,12 @@ fn sets(s: &mut String, cfg: &Config, name: &str, p: &Policy) {
             s,
             "\tset pol_{name}_rate {{\n\t\ttype ether_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t}}"
         );
-    }
-    if super::needs_marks_set(p) {
         let ids = policy_marks(cfg, name);
         let _ = writeln!(s, "\tset {} {{\n\t\ttype mark{}\n\t}}", super::marks_set(name), elements(&ids));
+    }
+    if p.mqtt_upstream().is_some() {
+        let macs: Vec<String> = super::devices_with(cfg, name).map(|d| d.mac.to_string()).collect();
+        let _ = writeln!(s, "\tset {} {{\n\t\ttype ether_addr{}\n\t}}", super::macs_set(name), elements(&macs));
     }
 }
 
@@ -229,9 +231,8 @@ fn upgrade_chain(s: &mut String, cfg: &Config, lan: &str) {
     for name in policies {
         let _ = writeln!(
             s,
-            "\t\tiifname {lan} meta mark & {mask:#010x} @{ids} tcp dport {port} fib daddr type != local redirect to :{up} comment \"{name}: mqtt upgrade\"",
-            mask = super::DEVICE_MARK_MASK,
-            ids = super::marks_set(name),
+            "\t\tiifname {lan} ether saddr @{macs} tcp dport {port} fib daddr type != local redirect to :{up} comment \"{name}: mqtt upgrade\"",
+            macs = super::macs_set(name),
             port = crate::mqtt::PLAINTEXT_PORT,
             up = m.upgrade_port
         );

@@ -51,9 +51,11 @@ pub fn marks_set(policy: &str) -> String {
     format!("pol_{policy}_ids")
 }
 
-/// Policies whose rules name their devices by mark (rate limits, MQTT upgrade).
-pub(crate) fn needs_marks_set(p: &crate::Policy) -> bool {
-    p.rate_limit_kbps.is_some() || p.mqtt_upstream().is_some()
+/// The device MACs of a policy whose plaintext MQTT is upgraded. By MAC, not
+/// mark: with br_netfilter the nat prerouting hook runs in the bridge, before
+/// the classifier on the bridge device has marked the packet.
+pub fn macs_set(policy: &str) -> String {
+    format!("pol_{policy}_macs")
 }
 
 /// A policy's set of device addresses (for inbound openings).
