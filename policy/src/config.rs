@@ -73,6 +73,31 @@ pub const DEFAULT_BLOCKED: [class::Class; 3] = [class::TELNET, class::FTP, class
 /// Default `dns_ttl_floor`, seconds.
 pub const DEFAULT_DNS_TTL_FLOOR: u32 = 120;
 
+/// `[policies.NAME]` headers for policies written only as sub-tables (e.g.
+/// `[policies.sensor.mqtt]`), appended after the text so every line keeps
+/// its number: the toml crate cannot give a span for the key of an implicit
+/// table and would reject the file with a confusing message.
+fn implicit_policy_headers(text: &str) -> String {
+    let headers: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('[') && !l.starts_with("[["))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next())
+        .map(str::trim)
+        .collect();
+    let mut out = String::new();
+    for h in &headers {
+        let Some(rest) = h.strip_prefix("policies.") else { continue };
+        let Some((name, _)) = rest.split_once('.') else { continue };
+        let simple = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let header = format!("policies.{name}");
+        if simple && !headers.contains(&header.as_str()) && !out.contains(&format!("[{header}]\n")) {
+            out.push_str(&format!("\n[{header}]\n"));
+        }
+    }
+    out
+}
+
 /// A known device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -128,7 +153,8 @@ impl Config {
     /// Parses and validates config text; `path` is used in diagnostics only.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Diagnostics> {
         let src = Source::new(path, text);
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let full = format!("{text}{}", implicit_policy_headers(text));
+        let raw: RawConfig = toml::from_str(&full).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             Diagnostics(vec![src.at(span, e.message().trim_end(), None)])
         })?;
@@ -136,6 +162,7 @@ impl Config {
     }
 
     /// The policy applied to devices not in the config.
+
     pub fn unknown_policy(&self) -> Policy {
         self.policies.get(&self.gateway.unknown_policy).cloned().unwrap_or_else(Policy::quarantine)
     }

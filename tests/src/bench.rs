@@ -31,6 +31,14 @@ impl Report {
         self.unit.insert(key.to_string(), unit.to_string());
     }
 
+    /// A target on a ratio that must reach at least `min`.
+    pub fn at_least(&mut self, key: &str, value: f64, min: f64) {
+        self.ratio.insert(key.to_string(), value);
+        self.target.insert(key.to_string(), min);
+        self.met.insert(key.to_string(), value >= min);
+        self.unit.insert(key.to_string(), "ratio (at least the target)".to_string());
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "name": self.name, "unit": self.unit, "results": self.results, "baseline": self.baseline,

@@ -83,6 +83,7 @@ impl Mqtt {
     /// Starts the broker and the listeners when the config has `[mqtt]`.
     pub fn start(cfg: &Config) -> Result<Option<Mqtt>, MqttError> {
         let Some(settings) = &cfg.mqtt else { return Ok(None) };
+        raise_nofile();
         let dir = pki::dir(Path::new(&cfg.gateway.state_dir))?;
         let ca = pki::Ca::load_or_create(&dir)?;
         let addrs = lan_addresses(&cfg.gateway.lan);
@@ -118,6 +119,17 @@ impl Mqtt {
     /// Counters for the status snapshot.
     pub fn status(&self) -> serde_json::Value {
         self.front.stats.snapshot()
+    }
+}
+
+/// Each device connection holds three sockets (device, broker side, and the
+/// broker's own): lift the soft descriptor limit to the hard one.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+            tracing::warn!(soft, hard, "could not raise the open-files limit");
+        }
     }
 }
 

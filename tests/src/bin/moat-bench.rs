@@ -3,15 +3,16 @@
 
 use std::process::ExitCode;
 
-use moat_tests::{bench_classifier, bench_policy};
+use moat_tests::{bench_classifier, bench_mqtt, bench_policy};
 
-const BENCHES: [&str; 2] = ["classifier", "policy"];
+const BENCHES: [&str; 3] = ["classifier", "policy", "mqtt"];
 
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
     let result = match name.as_str() {
         "classifier" => bench_classifier::run().inspect(bench_classifier::print),
         "policy" => bench_policy::run_all().inspect(bench_policy::print),
+        "mqtt" => bench_mqtt::run().inspect(bench_mqtt::print),
         _ => {
             eprintln!("usage: moat-bench NAME (one of: {})", BENCHES.join(", "));
             return ExitCode::from(2);
