@@ -35,7 +35,7 @@ fn config() -> String {
         r#"
 [mqtt]
 names = ["gateway.lab"]
-connections_per_minute = 100000
+connections_per_minute = 60000
 max_connections = 4096
 
 [policies.loader]

@@ -316,3 +316,83 @@ policy = "old"
     assert!(dropped >= 2, "old's CONNECTs were dropped by the forward rule: {rules}");
     Ok(())
 }
+
+#[test]
+fn plaintext_listener_wills_and_connection_rate() -> Result<()> {
+    let mut lab = Lab::new(&[SENSOR, APP])?;
+    let cfg = config("plaintext_port = 1883\nconnections_per_minute = 5").replace(
+        "subscribe = [\"devices/%u/cmd/#\"]",
+        "subscribe = [\"devices/%u/cmd/#\"]\nplaintext = true",
+    );
+    let moat = Moat::start(&lab, &cfg)?;
+    let (sensor_ns, app_ns) = (lab.devices[0].ns.clone(), lab.devices[1].ns.clone());
+    let (sensor, app) = (credentials(&moat, "sensor")?, credentials(&moat, "app")?);
+    let all = subscribe(&mut lab, &app_ns, &app, &["devices/#"], &["-q", "1"], "app-sub")?;
+
+    // sensor's policy allows the plaintext listener; app's does not reach it.
+    let plain = ["mosquitto_pub", "-h", GW_V4, "-p", "1883", "-u", "sensor", "-P", &sensor.password];
+    let mut args = plain.to_vec();
+    args.extend(["-t", "devices/sensor/plain", "-m", "clear", "-q", "1"]);
+    let out = output(Some(&sensor_ns), &args)?;
+    assert!(out.status.success(), "plaintext listener for sensor: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!moat_tests::lab::connects(&app_ns, GW_V4, 1883)?, "app's policy has no plaintext access");
+
+    // A will is published when its device vanishes.
+    let will = ["--will-topic", "devices/sensor/status", "--will-payload", "offline", "--will-qos", "1"];
+    let pid = {
+        let mut a: Vec<&str> = vec!["mosquitto_sub", "-h", GW_V4, "-p", "8883", "--cafile"];
+        let ca = sensor.ca.display().to_string();
+        a.extend([ca.as_str(), "-u", "sensor", "-P", &sensor.password, "-t", "devices/sensor/cmd/#", "-k", "5"]);
+        a.extend(will);
+        lab.spawn(&sensor_ns, &a, "sensor-will")?
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    moat_tests::cmd::run(None, &["kill", "-9", &pid.to_string()])?;
+    assert_eq!(
+        wait_lines(&all, 2),
+        vec!["devices/sensor/plain clear", "devices/sensor/status offline"],
+        "plaintext publish, then the will"
+    );
+
+    // 5 connections a minute per device: app has used one; the sixth is refused.
+    let mut refused = 0;
+    for i in 0..6 {
+        if let Err(e) = publish(&app_ns, &app, "devices/sensor/cmd/n", &format!("{i}"), &[]) {
+            assert!(e.to_string().contains("unavailable"), "rate limit is a CONNACK refusal: {e}");
+            refused += 1;
+        }
+    }
+    // (a token comes back every 12 s: a slow run may get one more through)
+    assert!((1..=2).contains(&refused), "1 + 4 connections allowed, then refusals: {refused}");
+    assert_eq!(count(&counters(&moat, "app")?, "rate_limited"), refused);
+    Ok(())
+}
+
+#[test]
+fn client_certificates_are_tied_to_the_device() -> Result<()> {
+    let lab = Lab::new(&[SENSOR, APP])?;
+    let moat = Moat::start(&lab, &config("client_certificates = true"))?;
+    let (sensor_ns, app_ns) = (lab.devices[0].ns.clone(), lab.devices[1].ns.clone());
+    let dir = lab.dir.join("certs");
+    std::fs::create_dir_all(&dir)?;
+    let bin = moat_tests::moat::binary()?.display().to_string();
+    let cfg = moat.config.display().to_string();
+    let d = dir.display().to_string();
+    moat_tests::cmd::run(None, &[&bin, "mqtt", "credentials", "sensor", "--config", &cfg, "--certificate", &d])?;
+    let (cert, key) = (format!("{d}/sensor.pem"), format!("{d}/sensor.key"));
+    let key_mode = std::fs::metadata(&key)?.permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777, 0o600, "client key is private");
+    let ca = lab.dir.join("state/mqtt/ca.pem").display().to_string();
+    let pub_with = |ns: &str, extra: &[&str]| {
+        let mut a = vec!["mosquitto_pub", "-h", GW_V4, "-p", "8883", "--cafile", &ca, "-t", "devices/sensor/x", "-m", "m"];
+        a.extend(extra);
+        output(Some(ns), &a)
+    };
+    let ok = pub_with(&sensor_ns, &["--cert", &cert, "--key", &key, "-u", "sensor"])?;
+    assert!(ok.status.success(), "sensor with its certificate: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!pub_with(&sensor_ns, &["-u", "sensor", "-P", "x"])?.status.success(), "no certificate: no TLS session");
+    let stolen = pub_with(&app_ns, &["--cert", &cert, "--key", &key, "-u", "app"])?;
+    assert!(!stolen.status.success(), "sensor's certificate from app's MAC is refused");
+    assert!(String::from_utf8_lossy(&stolen.stderr).contains("not authorised"), "{}", String::from_utf8_lossy(&stolen.stderr));
+    Ok(())
+}
