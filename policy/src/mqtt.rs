@@ -37,6 +37,11 @@ pub struct MqttSettings {
     pub connections_per_minute: u32,
     /// Connections open at once (all devices).
     pub max_connections: u32,
+    /// Connections open (or handshaking) at once per device.
+    pub max_connections_per_device: u32,
+    /// Messages a device may publish per second (all its connections); a
+    /// device over it is slowed down (not dropped).
+    pub publish_rate: u32,
     /// Per-connection queue toward a device: messages and bytes.
     pub queue_messages: u32,
     pub queue_bytes: u32,
@@ -60,6 +65,8 @@ impl Default for MqttSettings {
             max_packet_size: 256 * 1024,
             connections_per_minute: 30,
             max_connections: 1024,
+            max_connections_per_device: 16,
+            publish_rate: 1000,
             queue_messages: 1000,
             queue_bytes: 1024 * 1024,
             overflow: Overflow::DropOldest,
@@ -132,7 +139,8 @@ impl TopicPattern {
     /// The pattern's levels with `%u`/`%c` filled in. `None` if a value
     /// could itself act as a wildcard or separator (then nothing matches).
     fn levels<'a>(&'a self, user: &'a str, client: &'a str) -> Option<Vec<&'a str>> {
-        let bad = |v: &str| v.is_empty() || v.contains(['/', '+', '#']);
+        // `$` would turn a grant into `$share/...` or `$SYS/...`.
+        let bad = |v: &str| v.is_empty() || v.contains(['/', '+', '#']) || v.starts_with('$');
         self.0
             .split('/')
             .map(|l| match l {
@@ -163,6 +171,14 @@ impl TopicPattern {
     /// match is a topic the pattern allows.
     pub fn allows_filter(&self, filter: &str, user: &str, client: &str) -> bool {
         let Some(pat) = self.levels(user, client) else { return false };
+        // A shared subscription receives what its filter matches: judge that.
+        let filter = match filter.strip_prefix("$share/") {
+            Some(rest) => match rest.split_once('/') {
+                Some((group, f)) if !group.is_empty() && !group.contains(['+', '#']) => f,
+                _ => return false,
+            },
+            None => filter,
+        };
         let f: Vec<&str> = filter.split('/').collect();
         if filter.is_empty() || !valid_filter(&f) {
             return false;
@@ -253,6 +269,8 @@ mod tests {
         assert!(!pat.allows_topic("devices/a/b/x", "a/b", "c1"));
         assert!(!p("devices/%c/x").allows_topic("devices/+/x", "cam", "+"));
         assert!(p("t/%c").allows_topic("t/c1", "cam", "c1"));
+        assert!(!p("%c/#").allows_filter("$share/g/x", "cam", "$share"), "a `$` client id grants nothing");
+        assert!(!p("%c/#").allows_topic("$SYS/x", "cam", "$SYS"));
     }
 
     #[test]
@@ -276,6 +294,9 @@ mod tests {
         assert!(p("a/+/c").allows_filter("a/b/c", "u", "c"));
         assert!(!p("a/b").allows_filter("a/+", "u", "c"));
         assert!(!p("a/#").allows_filter("a/b#", "u", "c"), "malformed filter");
+        assert!(p("a/#").allows_filter("$share/g/a/b", "u", "c"), "shared: judged by its filter");
+        assert!(!p("a/#").allows_filter("$share/g/b", "u", "c"));
+        assert!(!p("a/#").allows_filter("$share/+/a", "u", "c"));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct RawMqtt {
     #[serde(default)]
     pub max_connections: Option<Spanned<i64>>,
     #[serde(default)]
+    pub max_connections_per_device: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub publish_rate: Option<Spanned<i64>>,
+    #[serde(default)]
     pub queue_messages: Option<Spanned<i64>>,
     #[serde(default)]
     pub queue_bytes: Option<Spanned<i64>>,

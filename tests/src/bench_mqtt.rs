@@ -30,13 +30,19 @@ const LOADER: &str = "02:77:00:00:00:01";
 const MOSQUITTO_PORT: u16 = 18883;
 const MESSAGES: &str = "100000";
 
-fn config() -> String {
+/// The bench config; `publish_rate` per device (the soak runs at a device's
+/// default, the throughput runs unpaced like mosquitto).
+fn config(publish_rate: u32) -> String {
     lab_config(&format!(
         r#"
 [mqtt]
 names = ["gateway.lab"]
 connections_per_minute = 60000
 max_connections = 4096
+max_connections_per_device = 4096
+queue_messages = 200000
+queue_bytes = 67108864
+publish_rate = {publish_rate}
 
 [policies.loader]
 services = ["all"]
@@ -145,8 +151,9 @@ fn throughput(lab: &Lab, ca: &str, creds: &str, port: u16, publishers: &str) -> 
     )
 }
 
-/// RSS growth of `pid` while 1,000 idle TLS connections are held.
-fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u64, u64)> {
+/// RSS of `pid` before and while 1,000 idle TLS connections are held, and
+/// how many connected.
+fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u64, u64, f64)> {
     let before = rss_kb(pid);
     let bin = load_binary()?.display().to_string();
     let port_s = port.to_string();
@@ -176,14 +183,16 @@ fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u6
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()?;
+    // (stdout is read once the run ends: it is one short JSON line)
     let start = Instant::now();
     let mut peak = 0;
     while start.elapsed() < Duration::from_secs(55) && child.try_wait()?.is_none() {
         peak = peak.max(rss_kb(pid));
         std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = child.wait();
-    Ok((before, peak))
+    let out = child.wait_with_output()?;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Ok((before, peak, num(&v, "connected")))
 }
 
 /// moat's RSS every 5 s while 10 publishers run flat out into a subscriber
@@ -240,7 +249,7 @@ fn num(v: &Value, k: &str) -> f64 {
 
 pub fn run() -> Result<Report> {
     let mut lab = Lab::new(&[LOADER])?;
-    let moat = Moat::start(&lab, &config())?;
+    let moat = Moat::start(&lab, &config(10_000_000))?;
     let moat_pid = moat.pid().context("moat pid")?;
     let c = credentials(&moat, "loader")?;
     let creds = lab.dir.join("creds");
@@ -249,8 +258,23 @@ pub fn run() -> Result<Report> {
     let state = lab.dir.join("state");
     let mosq_pid = start_mosquitto(&mut lab, &state, &c.user, &c.password)?;
     let mut r = Report::new("mqtt");
+    let dropped = |m: &Moat| -> Result<f64> {
+        Ok(m.status()?["mqtt"]["devices"]["loader"]["dropped_queue_full"].as_f64().unwrap_or(0.0))
+    };
+    // Idle connections first, while both brokers are fresh.
+    let (m0, m1, mc) = idle_rss(&lab, &ca, &creds, 8883, moat_pid)?;
+    let (q0, q1, qc) = idle_rss(&lab, &ca, &creds, MOSQUITTO_PORT, mosq_pid)?;
+    r.results.insert("idle_connected".into(), mc);
+    r.baseline.insert("idle_connected".into(), qc);
+    r.results.insert("idle_1000_tls_rss_kb".into(), m1 as f64);
+    r.results.insert("idle_1000_tls_rss_growth_kb".into(), m1.saturating_sub(m0) as f64);
+    r.baseline.insert("idle_1000_tls_rss_kb".into(), q1 as f64);
+    r.baseline.insert("idle_1000_tls_rss_growth_kb".into(), q1.saturating_sub(q0) as f64);
+    r.ratio.insert("idle_1000_rss_vs_mosquitto".into(), m1 as f64 / q1.max(1) as f64);
     for pubs in ["1", "100"] {
+        let before = dropped(&moat)?;
         let m = throughput(&lab, &ca, &creds, 8883, pubs)?;
+        r.results.insert(format!("{pubs}_publishers_dropped_counted"), dropped(&moat)? - before);
         let q = throughput(&lab, &ca, &creds, MOSQUITTO_PORT, pubs)?;
         for (key, unit) in [("msgs_per_s", "msgs/s delivered"), ("p50_ms", "ms"), ("p99_ms", "ms")] {
             let k = format!("{pubs}_publishers_{key}");
@@ -269,17 +293,12 @@ pub fn run() -> Result<Report> {
         );
         r.at_most(&format!("{pubs}_publishers_p99_vs_mosquitto"), num(&m, "p99_ms") / num(&q, "p99_ms"), 1.0, "ratio");
     }
-    let (m0, m1) = idle_rss(&lab, &ca, &creds, 8883, moat_pid)?;
-    let (q0, q1) = idle_rss(&lab, &ca, &creds, MOSQUITTO_PORT, mosq_pid)?;
-    r.results.insert("idle_1000_tls_rss_kb".into(), m1 as f64);
-    r.results.insert("idle_1000_tls_rss_growth_kb".into(), m1.saturating_sub(m0) as f64);
-    r.baseline.insert("idle_1000_tls_rss_kb".into(), q1 as f64);
-    r.baseline.insert("idle_1000_tls_rss_growth_kb".into(), q1.saturating_sub(q0) as f64);
-    r.ratio.insert("idle_1000_rss_vs_mosquitto".into(), m1 as f64 / q1.max(1) as f64);
     let secs = std::env::var("MOAT_BENCH_SOAK_S").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
-    let dropped = |m: &Moat| -> Result<f64> {
-        Ok(m.status()?["mqtt"]["devices"]["loader"]["dropped_queue_full"].as_f64().unwrap_or(0.0))
-    };
+    // The soak: one device's publishers at its publish rate (default 1000/s
+    // would take hours to overflow anything; 20,000/s swamps the subscriber).
+    let mut soak_cfg = config(20_000).replace("queue_messages = 200000", "queue_messages = 1000");
+    soak_cfg = soak_cfg.replace("queue_bytes = 67108864", "queue_bytes = 1048576");
+    moat.reload(&soak_cfg)?;
     let dropped_before = dropped(&moat)?;
     let (samples, soak_result) = soak(&lab, &ca, &creds, moat_pid, secs)?;
     let first = samples.iter().take(samples.len() / 2).max().copied().unwrap_or(0);

@@ -52,6 +52,8 @@ fn slow_subscriber_every_message_delivered_or_counted_and_memory_bounded() -> Re
 names = ["gateway.lab"]
 queue_messages = {QUEUE}
 connections_per_minute = 6000
+max_connections_per_device = 200
+publish_rate = 20000
 
 [policies.loader]
 [policies.loader.mqtt]

@@ -19,7 +19,9 @@ use super::{
 #[derive(Debug)]
 pub struct Admitted {
     pub device: DeviceView,
+    pub device_id: u32,
     pub counters: Arc<DeviceCounters>,
+    pub quota: Arc<super::quota::DeviceQuota>,
 }
 
 /// How the connection reached moat.
@@ -82,7 +84,8 @@ pub async fn admit(
             return refuse(Refusal::NotAuthorized);
         }
     }
-    Ok(Admitted { device, counters })
+    let quota = front.quotas.of(seen.device_id);
+    Ok(Admitted { device, device_id: seen.device_id, counters, quota })
 }
 
 /// The username must be the device's own name; the password its own (or, with
@@ -98,8 +101,13 @@ async fn check_login(
         if cert_name != Some(device.name.as_str()) {
             return Err(Refusal::NotAuthorized);
         }
-        if connect.login().is_none() {
-            return Ok(());
+        // The certificate is the credential; a username, if sent, must still
+        // be the device's, and a password, if sent, must be right.
+        match connect.login() {
+            None => return Ok(()),
+            Some((user, _)) if user != device.name => return Err(Refusal::NotAuthorized),
+            Some((_, "")) => return Ok(()),
+            Some(_) => {}
         }
     }
     let Some((user, pass)) = connect.login() else { return Err(Refusal::BadCredentials) };

@@ -98,6 +98,12 @@ impl Connect {
         }
     }
 
+    /// A 3.1.1 client with no client id must ask for a clean session
+    /// (MQTT-3.1.3-8).
+    pub fn invalid_empty_id(&self) -> bool {
+        matches!(self, Connect::V4(c) if c.client_id.is_empty() && !c.clean_session)
+    }
+
     /// (username, password) if the client sent them.
     pub fn login(&self) -> Option<(&str, &str)> {
         match self {
@@ -131,14 +137,20 @@ impl Connect {
         let mut out = BytesMut::new();
         let fail = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
         match self {
+            // Always a clean session on the broker: rumqttd would restore a
+            // stored session's subscriptions unchecked, past a permission
+            // change (the device is told no session is present).
             Connect::V4(mut c) => {
                 c.client_id = client_id;
+                c.clean_session = true;
                 c.login = Some(v4::Login::new(user, pass));
                 v4::Packet::Connect(c).write(&mut out, usize::MAX).map_err(|e| fail(&e))?;
             }
             Connect::V5(mut c, w, _) => {
                 c.client_id = client_id;
+                c.clean_start = true;
                 if let Some(p) = c.properties.as_mut() {
+                    p.session_expiry_interval = None;
                     p.receive_maximum = None;
                     // moat reads each topic; no aliases from the broker either.
                     p.topic_alias_max = None;
@@ -186,6 +198,7 @@ pub fn rewrite_connack_v5(frame: BytesMut, assigned: Option<&str>) -> Result<Byt
     let v5::Packet::ConnAck(mut ack) = v5::Packet::read(&mut buf, None).map_err(|e| bad(&e))? else {
         return Err(CodecError::Protocol("broker sent no CONNACK"));
     };
+    ack.session_present = false;
     if let Some(p) = ack.properties.as_mut() {
         p.topic_alias_max = None;
     }
@@ -217,6 +230,25 @@ pub fn rewrite_connack_v5(frame: BytesMut, assigned: Option<&str>) -> Result<Byt
     Ok(out.freeze())
 }
 
+/// The broker's v3.1.1 CONNACK with "session present" cleared (moat always
+/// starts a clean session on the broker).
+pub fn connack_v4_no_session(frame: BytesMut) -> Bytes {
+    let mut f = frame;
+    if let Some(flags) = f.get_mut(2) {
+        *flags = 0;
+    }
+    f.freeze()
+}
+
+/// A v5 ack frame's reason code (0 when absent: success).
+pub fn ack_reason(frame: &[u8]) -> u8 {
+    let Some((len, used)) = get_len(frame, 1) else { return 0 };
+    if len < 3 {
+        return 0;
+    }
+    frame.get(1 + used + 2).copied().unwrap_or(0)
+}
+
 /// A CONNACK's return code (v4 and v5 alike: the second byte of the body).
 pub fn connack_code(frame: &[u8]) -> Option<u8> {
     let hdr = 1 + frame.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
@@ -229,6 +261,8 @@ pub struct PublishInfo {
     pub topic: String,
     pub qos: u8,
     pub pkid: u16,
+    pub retain: bool,
+    pub empty: bool,
 }
 
 pub fn publish_info(v: Version, frame: BytesMut, max: usize) -> Result<PublishInfo, CodecError> {
@@ -236,7 +270,13 @@ pub fn publish_info(v: Version, frame: BytesMut, max: usize) -> Result<PublishIn
     let bad = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
     match v {
         Version::V4 => match v4::Packet::read(&mut buf, max).map_err(|e| bad(&e))? {
-            v4::Packet::Publish(p) => Ok(PublishInfo { topic: p.topic, qos: p.qos as u8, pkid: p.pkid }),
+            v4::Packet::Publish(p) => Ok(PublishInfo {
+                topic: p.topic,
+                qos: p.qos as u8,
+                pkid: p.pkid,
+                retain: p.retain,
+                empty: p.payload.is_empty(),
+            }),
             _ => Err(CodecError::Protocol("not a PUBLISH")),
         },
         Version::V5 => match v5::Packet::read(&mut buf, Some(max as u32)).map_err(|e| bad(&e))? {
@@ -246,7 +286,7 @@ pub fn publish_info(v: Version, frame: BytesMut, max: usize) -> Result<PublishIn
                 }
                 let topic =
                     String::from_utf8(p.topic.to_vec()).map_err(|_| CodecError::Protocol("topic is not UTF-8"))?;
-                Ok(PublishInfo { topic, qos: p.qos as u8, pkid: p.pkid })
+                Ok(PublishInfo { topic, qos: p.qos as u8, pkid: p.pkid, retain: p.retain, empty: p.payload.is_empty() })
             }
             _ => Err(CodecError::Protocol("not a PUBLISH")),
         },
@@ -479,6 +519,9 @@ mod tests {
     fn small_frames() {
         assert_eq!(&ack(PUBACK, 0x1234, None)[..], &[0x40, 2, 0x12, 0x34]);
         assert_eq!(&ack(PUBACK, 7, Some(NOT_AUTHORIZED_V5))[..], &[0x40, 4, 0, 7, 0x87, 0]);
+        assert_eq!(ack_reason(&ack(PUBREC, 7, Some(NOT_AUTHORIZED_V5))), 0x87);
+        assert_eq!(ack_reason(&ack(PUBREC, 7, None)), 0);
+        assert_eq!(&connack_v4_no_session(BytesMut::from(&[0x20u8, 2, 1, 0][..]))[..], &[0x20, 2, 0, 0]);
         let s = suback(Version::V5, 9, &[1, 0x87]);
         assert_eq!(suback_codes(Version::V5, &s), Some((9, vec![1, 0x87])));
         let s4 = suback(Version::V4, 3, &[0x80]);

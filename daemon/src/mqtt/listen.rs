@@ -84,17 +84,19 @@ async fn serve(front: Arc<Front>, ls: Listeners, s: &MqttSettings, tls: Arc<Serv
     let timeout = Duration::from_millis(u64::from(s.handshake_timeout_ms));
     let acceptor = TlsAcceptor::from(tls);
     let (f, o) = (front.clone(), open.clone());
-    tokio::spawn(accept_loop(ls.tls, f, o, max, move |front, stream, peer, local| {
+    tokio::spawn(accept_loop(ls.tls, f, o, max, true, move |front, stream, peer, local| {
         handshake(front, acceptor.clone(), stream, peer, local, timeout)
     }));
     if let Some(l) = ls.plain {
         let (f, o) = (front.clone(), open.clone());
-        tokio::spawn(accept_loop(l, f, o, max, |front, stream, peer, local| {
+        tokio::spawn(accept_loop(l, f, o, max, true, |front, stream, peer, local| {
             session::serve(front, stream, peer, local, None, Listener::Plaintext)
         }));
     }
+    // Redirected connections are found by the address the device dialled
+    // (upgrade.rs), not at accept.
     if let Some(l) = ls.upgrade {
-        tokio::spawn(accept_loop(l, front, open, max, upgrade::relay));
+        tokio::spawn(accept_loop(l, front, open, max, false, upgrade::relay));
     }
     std::future::pending::<()>().await;
 }
@@ -118,9 +120,11 @@ async fn wait_for_broker(addr: SocketAddr) -> Result<(), MqttError> {
     Err(MqttError::BrokerDown(addr))
 }
 
-/// Accepts connections and gives each its own task; over `max` open
-/// connections, new ones are closed at once (and counted).
-async fn accept_loop<F, Fut>(l: TcpListener, front: Arc<Front>, open: Arc<AtomicU32>, max: u32, serve: F)
+/// Accepts connections and gives each its own task. Closed at once (and
+/// counted): over `max` open connections; with `gated`, connections no
+/// configured device is behind, and those over the device's own limit (so
+/// one device cannot hold every slot with stalled handshakes).
+async fn accept_loop<F, Fut>(l: TcpListener, front: Arc<Front>, open: Arc<AtomicU32>, max: u32, gated: bool, serve: F)
 where
     F: Fn(Arc<Front>, TcpStream, SocketAddr, SocketAddr) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -142,11 +146,28 @@ where
         let _ = stream.set_nodelay(true);
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let local = SocketAddr::new(local.ip().to_canonical(), local.port());
+        let quota = if gated {
+            let Some(seen) = front.identity.lookup(peer, local) else {
+                super::stats::inc(&front.stats.unknown_peer);
+                continue;
+            };
+            let q = front.quotas.of(seen.device_id);
+            if !q.enter(front.view().settings.max_connections_per_device) {
+                super::stats::inc(&front.stats.over_device_limit);
+                continue;
+            }
+            Some(q)
+        } else {
+            None
+        };
         open.fetch_add(1, Ordering::Relaxed);
         let (fut, open) = (serve(front.clone(), stream, peer, local), open.clone());
         tokio::spawn(async move {
             fut.await;
             open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(q) = quota {
+                q.leave();
+            }
         });
     }
 }

@@ -12,10 +12,13 @@ pub mod cli;
 mod codec;
 pub mod creds;
 mod identity;
+mod inbound;
 mod limits;
 mod listen;
+mod outbound;
 pub mod pki;
 mod queue;
+mod quota;
 mod session;
 mod stats;
 mod tls;
@@ -64,6 +67,7 @@ pub struct Front {
     /// Password checks run one at a time (argon2 uses 8 MiB each).
     verify_slots: tokio::sync::Semaphore,
     rate: limits::ConnectRate,
+    quotas: quota::Quotas,
 }
 
 impl Front {
@@ -103,6 +107,7 @@ impl Mqtt {
             broker_pass: secret,
             verify_slots: tokio::sync::Semaphore::new(1),
             rate: limits::ConnectRate::default(),
+            quotas: quota::Quotas::default(),
         });
         listen::spawn(front.clone(), &cfg.gateway.lan, settings, server_tls)?;
         info!(tls_port = settings.tls_port, ca = %ca.pem_path.display(), "MQTT broker for devices listening");

@@ -31,13 +31,16 @@ pub struct Msg {
 #[derive(Debug)]
 struct Frame {
     bytes: Bytes,
-    msg: Option<Msg>,
+    msg: Msg,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Acks, SUBACK, PINGRESP, PUBREL: sent ahead of messages, so a full
+    /// in-flight window never holds back the frames that would free it.
+    controls: VecDeque<Bytes>,
+    control_bytes: usize,
     frames: VecDeque<Frame>,
-    msgs: usize,
     msg_bytes: usize,
     closed: bool,
     /// Packet ids of QoS 1/2 deliveries the device has not completed.
@@ -55,6 +58,14 @@ impl Inner {
         }
     }
 }
+
+/// Control frames waiting for a device that does not read: past this it is
+/// disconnected (a client that sends without reading would grow it forever).
+const MAX_CONTROL_BYTES: usize = 256 * 1024;
+
+/// The device stopped reading while its control frames piled up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotReading;
 
 /// What happened to a pushed message.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,30 +104,35 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues a control frame.
-    pub fn control(&self, bytes: Bytes) {
-        self.lock().frames.push_back(Frame { bytes, msg: None });
+    /// Queues a control frame; `Err` when the device has not been reading.
+    pub fn control(&self, bytes: Bytes) -> Result<(), NotReading> {
+        let mut q = self.lock();
+        if q.control_bytes + bytes.len() > MAX_CONTROL_BYTES {
+            return Err(NotReading);
+        }
+        q.control_bytes += bytes.len();
+        q.controls.push_back(bytes);
+        drop(q);
         self.notify.notify_one();
+        Ok(())
     }
 
     /// Queues a message, applying the overflow policy.
     pub fn message(&self, bytes: Bytes, msg: Msg) -> Pushed {
         let mut q = self.lock();
         let mut dropped = 0;
-        while q.msgs > 0 && (q.msgs + 1 > self.max_msgs || q.msg_bytes + bytes.len() > self.max_bytes) {
+        while !q.frames.is_empty() && (q.frames.len() + 1 > self.max_msgs || q.msg_bytes + bytes.len() > self.max_bytes)
+        {
             if self.overflow == Overflow::Disconnect {
                 return Pushed::Full;
             }
-            let Some(at) = q.frames.iter().position(|f| f.msg.is_some()) else { break };
-            if let Some(old) = q.frames.remove(at) {
-                q.msgs -= 1;
+            if let Some(old) = q.frames.pop_front() {
                 q.msg_bytes -= old.bytes.len();
                 dropped += 1;
             }
         }
-        q.msgs += 1;
         q.msg_bytes += bytes.len();
-        q.frames.push_back(Frame { bytes, msg: Some(msg) });
+        q.frames.push_back(Frame { bytes, msg });
         drop(q);
         self.notify.notify_one();
         if dropped == 0 {
@@ -134,9 +150,10 @@ impl Outbox {
     }
 
     /// Waits for frames and takes up to `max_bytes` of them as one buffer
-    /// (one TLS write), numbering QoS 1/2 messages for the device and
-    /// keeping at most `inflight_limit` of them unacknowledged. `None` once
-    /// closed and drained. Also returns how many messages the batch holds.
+    /// (one TLS write): control frames first, then messages, numbering QoS
+    /// 1/2 messages for the device and keeping at most `inflight_limit` of
+    /// them unacknowledged. `None` once closed and drained. Also returns how
+    /// many messages the batch holds.
     pub async fn take(&self, max_bytes: usize) -> Option<(BytesMut, u64)> {
         loop {
             let notified = self.notify.notified();
@@ -146,7 +163,7 @@ impl Outbox {
                 if !out.is_empty() {
                     return Some((out, msgs));
                 }
-                if q.closed && (q.frames.is_empty() || q.inflight.len() >= self.inflight_limit) {
+                if q.closed {
                     return None;
                 }
             }
@@ -156,28 +173,29 @@ impl Outbox {
 
     fn fill(&self, q: &mut Inner, max_bytes: usize) -> (BytesMut, u64) {
         let mut out = BytesMut::new();
+        while let Some(c) = q.controls.pop_front() {
+            q.control_bytes -= c.len();
+            out.extend_from_slice(&c);
+        }
         let mut msgs = 0u64;
         while let Some(f) = q.frames.front() {
             if !out.is_empty() && out.len() + f.bytes.len() > max_bytes {
                 break;
             }
-            let needs_id = f.msg.is_some_and(|m| m.qos > 0);
-            if needs_id && q.inflight.len() >= self.inflight_limit {
+            if f.msg.qos > 0 && q.inflight.len() >= self.inflight_limit {
                 break;
             }
             let Some(f) = q.frames.pop_front() else { break };
+            q.msg_bytes -= f.bytes.len();
+            msgs += 1;
             let start = out.len();
             out.extend_from_slice(&f.bytes);
-            if let Some(m) = f.msg {
-                q.msgs -= 1;
-                q.msg_bytes -= f.bytes.len();
-                msgs += 1;
-                if m.qos > 0 {
-                    let id = q.free_id();
-                    q.inflight.insert(id);
-                    if let Some(slot) = out.get_mut(start + m.pkid_at..start + m.pkid_at + 2) {
-                        slot.copy_from_slice(&id.to_be_bytes());
-                    }
+            if f.msg.qos > 0 {
+                let id = q.free_id();
+                q.inflight.insert(id);
+                let at = start + f.msg.pkid_at;
+                if let Some(slot) = out.get_mut(at..at + 2) {
+                    slot.copy_from_slice(&id.to_be_bytes());
                 }
             }
         }
@@ -194,9 +212,10 @@ impl Outbox {
     pub fn close(&self) -> u64 {
         let mut q = self.lock();
         q.closed = true;
-        let left = q.msgs as u64;
+        let left = q.frames.len() as u64;
         q.frames.clear();
-        q.msgs = 0;
+        q.controls.clear();
+        q.control_bytes = 0;
         q.msg_bytes = 0;
         drop(q);
         self.notify.notify_one();
@@ -223,11 +242,11 @@ mod tests {
     #[test]
     fn drop_oldest_keeps_control_frames_and_the_bound() {
         let q = Outbox::new(2, 1 << 20, Overflow::DropOldest, u16::MAX);
-        q.control(Bytes::from_static(b"ack"));
         assert_eq!(q.message(Bytes::from_static(b"m1"), m0()), Pushed::Queued);
         assert_eq!(q.message(Bytes::from_static(b"m2"), m0()), Pushed::Queued);
+        assert_eq!(q.control(Bytes::from_static(b"ack")), Ok(()));
         assert_eq!(q.message(Bytes::from_static(b"m3"), m0()), Pushed::DroppedOldest(1));
-        assert_eq!(take(&q), Some((b"ackm2m3".to_vec(), 2)));
+        assert_eq!(take(&q), Some((b"ackm2m3".to_vec(), 2)), "control frames go first");
     }
 
     #[test]
@@ -239,6 +258,8 @@ mod tests {
         }
         assert_eq!(take(&q), Some((b"P\0\x01P\0\x02".to_vec(), 2)), "ids 1 and 2; the third waits");
         assert_eq!(take(&q), None, "two in flight: nothing more until an ack");
+        assert_eq!(q.control(Bytes::from_static(b"R")), Ok(()));
+        assert_eq!(take(&q), Some((b"R".to_vec(), 0)), "a full window never holds back control frames");
         q.acked(1);
         assert_eq!(take(&q), Some((b"P\0\x03".to_vec(), 1)));
     }
@@ -252,5 +273,13 @@ mod tests {
         assert_eq!(d.message(Bytes::from_static(b"a"), m0()), Pushed::Queued);
         assert_eq!(d.message(Bytes::from_static(b"b"), m0()), Pushed::Full);
         assert_eq!(d.close(), 1);
+    }
+
+    #[test]
+    fn a_device_that_never_reads_is_cut_off() {
+        let q = Outbox::new(10, 1 << 20, Overflow::DropOldest, u16::MAX);
+        let ack = Bytes::from(vec![0u8; 4]);
+        let sent = (0..100_000).take_while(|_| q.control(ack.clone()).is_ok()).count();
+        assert_eq!(sent, MAX_CONTROL_BYTES / 4);
     }
 }

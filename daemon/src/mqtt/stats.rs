@@ -45,6 +45,9 @@ counters!(
     dropped_queue_full,
     /// Still queued when the connection closed.
     dropped_on_close,
+    /// From the broker, but no longer covered by the device's permissions
+    /// (a reload took the subscription away).
+    dropped_not_permitted,
     disconnected_slow,
     malformed,
     upgraded_sessions,
@@ -69,6 +72,10 @@ pub struct Stats {
     pub handshake_failures: AtomicU64,
     pub handshake_timeouts: AtomicU64,
     pub over_capacity: AtomicU64,
+    /// Connections refused at accept: over a device's connection limit.
+    pub over_device_limit: AtomicU64,
+    /// Connections refused at accept: no configured device behind them.
+    pub unknown_peer: AtomicU64,
     /// Rate-limited logging: the last time a drop was logged.
     last_drop_log: Mutex<Option<Instant>>,
 }
@@ -104,6 +111,8 @@ impl Stats {
             "handshake_failures": self.handshake_failures.load(Ordering::Relaxed),
             "handshake_timeouts": self.handshake_timeouts.load(Ordering::Relaxed),
             "over_capacity": self.over_capacity.load(Ordering::Relaxed),
+            "over_device_limit": self.over_device_limit.load(Ordering::Relaxed),
+            "unknown_peer": self.unknown_peer.load(Ordering::Relaxed),
         })
     }
 }

@@ -24,6 +24,9 @@ use tracing::{info, warn};
 
 use super::{stats::inc, Front};
 
+/// TCP connect plus TLS handshake to the upstream.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Client configs per CA file (built once: parsing PEM per connection is waste).
 fn client_config(ca: &str) -> Result<Arc<ClientConfig>, String> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<ClientConfig>>>> = OnceLock::new();
@@ -65,11 +68,16 @@ pub async fn relay(front: Arc<Front>, mut device: TcpStream, peer: SocketAddr, l
         return warn!(device = %dev.name, "MQTT upgrade: the device's policy names no upstream; closed");
     };
     let counters = front.stats.device(&dev.name);
-    let mut upstream = match connect(&up).await {
-        Ok(s) => s,
-        Err(e) => {
+    if !front.rate.allow(&dev.name, view.settings.connections_per_minute) {
+        inc(&counters.rate_limited);
+        return;
+    }
+    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&up)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             return warn!(device = %dev.name, upstream = %up.host, error = %e, "MQTT upgrade: upstream unreachable")
         }
+        Err(_) => return warn!(device = %dev.name, upstream = %up.host, "MQTT upgrade: upstream timed out"),
     };
     inc(&counters.upgraded_sessions);
     info!(device = %dev.name, %dst, upstream = %up.host, "MQTT upgrade: plaintext session carried over TLS");
