@@ -162,7 +162,6 @@ impl Config {
     }
 
     /// The policy applied to devices not in the config.
-
     pub fn unknown_policy(&self) -> Policy {
         self.policies.get(&self.gateway.unknown_policy).cloned().unwrap_or_else(Policy::quarantine)
     }

@@ -221,4 +221,5 @@ fn the_documented_example_is_valid() {
     let cfg = Config::parse(Path::new("docs/configuration.md"), &doc[start..end]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.devices.len(), 4);
     assert!(cfg.policies.contains_key("camera") && cfg.policies.contains_key("quarantine"));
+    assert!(cfg.mqtt.is_some() && cfg.policies["sensors"].mqtt.is_some());
 }

@@ -139,6 +139,7 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)] // a failing test panics
 mod tests {
     use super::*;
 

@@ -224,6 +224,7 @@ impl Outbox {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)] // a failing test panics
 mod tests {
     use super::*;
 
