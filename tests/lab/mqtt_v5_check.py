@@ -4,8 +4,8 @@ line, the reason codes the broker gave, so the test can check them exactly.
 
 Usage: mqtt_v5_check.py HOST PORT CAFILE USER PASSWORD
 
-As USER it subscribes to devices/USER/cmd/# (QoS 2) and to devices/# (wider
-than its permissions), publishes QoS 2 to devices/USER/cmd/x (allowed, and
+As USER it subscribes to devices/USER/cmd/# (QoS 2), devices/USER/cmd/+ (QoS 1,
+overlapping) and devices/# (wider than its permissions), publishes QoS 2 to devices/USER/cmd/x (allowed, and
 received back on its own subscription), then QoS 1 and QoS 2 to
 devices/other/x (denied).
 """
@@ -53,7 +53,7 @@ def main():
     try:
         if not done["connect"].wait(10) or out["connect"] != 0:
             return
-        c.subscribe([(f"devices/{user}/cmd/#", 2), ("devices/#", 1)])
+        c.subscribe([(f"devices/{user}/cmd/#", 2), (f"devices/{user}/cmd/+", 1), ("devices/#", 1)])
         done["suback"].wait(10)
         for name, topic, qos in (("allowed_q2", f"devices/{user}/cmd/x", 2),
                                  ("denied_q1", "devices/other/x", 1),
