@@ -10,11 +10,11 @@
 //! default 600 s).
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 use crate::{
@@ -22,7 +22,7 @@ use crate::{
     cmd,
     lab::{wait_for, Lab, GW_V4},
     moat::lab_config,
-    mqtt::credentials,
+    mqtt::{credentials, load_binary, rss_kb},
     Moat,
 };
 
@@ -56,30 +56,6 @@ name = "loader"
 policy = "loader"
 "#
     ))
-}
-
-fn load_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("MOAT_LOAD_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("no parent")?;
-    let p = dir.join("moat-mqtt-load");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        bail!("{} not built (cargo build --release -p moat-mqtt-load)", p.display())
-    }
-}
-
-pub fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// mosquitto in the gateway namespace on GW:18883 with moat's server

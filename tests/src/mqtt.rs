@@ -49,6 +49,42 @@ fn tls_args(c: &Creds, port: u16) -> Vec<String> {
     a
 }
 
+/// A one-shot `mosquitto_sub -v` for `filters` with the device's TLS login.
+pub fn sub_args(c: &Creds, filters: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["mosquitto_sub".into(), "-v".into()];
+    a.extend(tls_args(c, 8883));
+    for f in filters {
+        a.extend(["-t".into(), f.to_string()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// moat-mqtt-load next to this executable (or `$MOAT_LOAD_BIN`).
+pub fn load_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MOAT_LOAD_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("moat-mqtt-load"))
+        .find(|p| p.is_file())
+        .context("moat-mqtt-load not built (cargo build -p moat-mqtt-load)")
+}
+
+/// Resident memory of a process, kB (0 if it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `mosquitto_pub` from `ns`: Ok(stderr) when it exits 0, Err with its output otherwise.
 pub fn publish(ns: &str, c: &Creds, topic: &str, msg: &str, extra: &[&str]) -> Result<String> {
     let mut args: Vec<String> = vec!["mosquitto_pub".into()];

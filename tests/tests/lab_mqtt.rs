@@ -104,7 +104,10 @@ fn tls_broker_enforces_identity_and_permissions() -> Result<()> {
     // sensor may not subscribe to other devices (v3.1.1: SUBACK failure).
     let out = output(
         Some(&sensor_ns),
-        &sub_args(&sensor, &["devices/#"], &["-C", "1", "-W", "3"]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &moat_tests::mqtt::sub_args(&sensor, &["devices/#"], &["-C", "1", "-W", "3"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     )?;
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("denied") || !out.status.success(), "wide subscription must be refused: {text}");
@@ -199,24 +202,6 @@ fn misbehaving_clients_are_cut_off_while_others_keep_working() -> Result<()> {
     assert!(n("over_device_limit") > 0, "app may hold 16 connections (one is its subscriber): {}", st["mqtt"]);
     assert_eq!(count(&st["mqtt"]["devices"]["sensor"], "malformed"), 2, "{}", st["mqtt"]);
     Ok(())
-}
-
-fn sub_args(c: &Creds, filters: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> =
-        vec!["mosquitto_sub".into(), "-v".into(), "-h".into(), GW_V4.into(), "-p".into(), "8883".into()];
-    a.extend([
-        "--cafile".into(),
-        c.ca.display().to_string(),
-        "-u".into(),
-        c.user.clone(),
-        "-P".into(),
-        c.password.clone(),
-    ]);
-    for f in filters {
-        a.extend(["-t".into(), f.to_string()]);
-    }
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
 }
 
 fn paho_check(ns: &str, c: &Creds) -> Result<serde_json::Value> {

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use moat_tests::{
     lab::{Lab, GW_V4},
     moat::lab_config,
-    mqtt::{count, counters, credentials},
+    mqtt::{count, counters, credentials, load_binary, rss_kb},
     Moat,
 };
 
@@ -22,26 +22,6 @@ const QUEUE: u64 = 100;
 const PER_CONNECTION_KB: u64 = 1024;
 /// rumqttd's log for one filter (1 MiB nominal, ~4.5× real) and buffers in flight.
 const SHARED_KB: u64 = 16 * 1024;
-
-fn load_binary() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("moat-mqtt-load"))
-        .find(|p| p.is_file())
-        .context("moat-mqtt-load not built (cargo build -p moat-mqtt-load)")
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn slow_subscriber_every_message_delivered_or_counted_and_memory_bounded() -> Result<()> {

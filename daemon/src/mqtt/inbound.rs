@@ -150,6 +150,9 @@ fn on_publish(front: &Front, s: &Shared, st: &mut State, frame: BytesMut) -> Res
 
 fn on_subscribe(front: &Front, s: &Shared, frame: BytesMut) -> Result<Option<Bytes>, SessionError> {
     let sub = c::Subscribe::parse(s.version, frame, s.max)?;
+    if lock(&s.pending_subacks).contains_key(&sub.pkid()) {
+        return Err(CodecError::Protocol("SUBSCRIBE reuses a packet id still in use").into());
+    }
     let view = front.view();
     let filters = sub.filters();
     let held = lock(&s.subs).len();
