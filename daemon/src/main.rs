@@ -201,13 +201,8 @@ fn plan(cfg: &Config) -> String {
 
 fn init_logging() {
     use std::io::IsTerminal as _;
-    // rumqttd logs every ordinary disconnect at ERROR: off unless asked for.
-    let asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rumqttd"));
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if !asked {
-        filter = filter.add_directive("rumqttd=off".parse().unwrap_or_default());
-    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -247,6 +247,10 @@ pub fn run() -> Result<Report> {
     r.baseline.insert("idle_1000_tls_rss_kb".into(), q1 as f64);
     r.baseline.insert("idle_1000_tls_rss_growth_kb".into(), q1.saturating_sub(q0) as f64);
     r.ratio.insert("idle_1000_rss_vs_mosquitto".into(), m1 as f64 / q1.max(1) as f64);
+    // MOAT_BENCH_ONLY=idle: just the idle-connection memory (quick).
+    if std::env::var("MOAT_BENCH_ONLY").is_ok_and(|v| v == "idle") {
+        return Ok(r);
+    }
     for pubs in ["1", "100"] {
         let before = dropped(&moat)?;
         let m = throughput(&lab, &ca, &creds, 8883, pubs)?;

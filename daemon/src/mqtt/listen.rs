@@ -46,7 +46,7 @@ pub fn spawn(front: Arc<Front>, lan: &str, s: &MqttSettings, tls: Arc<ServerConf
                 Err(e) => return drop(tx.send(Err(MqttError::Runtime(e)))),
             };
             rt.block_on(async move {
-                match listeners(&lan, &s, front.broker.v4).await {
+                match listeners(&lan, &s) {
                     Ok(ls) => {
                         let _ = tx.send(Ok(()));
                         serve(front, ls, &s, tls).await;
@@ -65,7 +65,7 @@ struct Listeners {
     upgrade: Option<TcpListener>,
 }
 
-async fn listeners(lan: &str, s: &MqttSettings, broker: SocketAddr) -> Result<Listeners, MqttError> {
+fn listeners(lan: &str, s: &MqttSettings) -> Result<Listeners, MqttError> {
     let bind =
         |what: &'static str, port: u16| bind(lan, port).map_err(|source| MqttError::Listen { what, port, source });
     let ls = Listeners {
@@ -73,7 +73,6 @@ async fn listeners(lan: &str, s: &MqttSettings, broker: SocketAddr) -> Result<Li
         plain: s.plaintext_port.map(|p| bind("plaintext", p)).transpose()?,
         upgrade: (!s.upstreams.is_empty()).then(|| bind("upgrade", s.upgrade_port)).transpose()?,
     };
-    wait_for_broker(broker).await?;
     Ok(ls)
 }
 
@@ -108,16 +107,6 @@ fn bind(lan: &str, port: u16) -> std::io::Result<TcpListener> {
     sock.bind_device(Some(lan.as_bytes()))?;
     sock.bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port))?;
     sock.listen(1024)
-}
-
-async fn wait_for_broker(addr: SocketAddr) -> Result<(), MqttError> {
-    for _ in 0..100 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(MqttError::BrokerDown(addr))
 }
 
 /// Accepts connections and gives each its own task. Closed at once (and

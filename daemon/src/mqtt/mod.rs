@@ -1,13 +1,13 @@
-//! The gateway's MQTT service for devices: moat's own front (TLS with rustls,
-//! per-device identity and topic permissions, bounded queues) before an
-//! embedded rumqttd that does the routing, plus the plaintext-upgrade relay.
+//! The gateway's MQTT service for devices: a broker of moat's own (TLS with
+//! rustls, per-device identity and topic permissions, routing into bounded
+//! per-session queues, retained messages, wills), plus the plaintext-upgrade
+//! relay.
 //!
 //! It runs on its own thread and tokio runtime, so a slow nft transaction in
 //! the enforcement loop never delays a message, and MQTT trouble never stops
 //! enforcement. The daemon hands it each new config (`update`).
 
 mod admit;
-mod broker;
 pub mod cli;
 mod codec;
 pub mod creds;
@@ -15,10 +15,12 @@ mod identity;
 mod inbound;
 mod limits;
 mod listen;
+mod message;
 mod outbound;
 pub mod pki;
 mod queue;
 mod quota;
+mod router;
 mod session;
 mod stats;
 mod tls;
@@ -42,16 +44,10 @@ pub enum MqttError {
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
     #[error("MQTT runtime: {0}")]
     Runtime(std::io::Error),
     #[error("listening on {what} port {port}: {source}")]
     Listen { what: &'static str, port: u16, source: std::io::Error },
-    #[error("no randomness from the OS: {0}")]
-    Random(getrandom::Error),
-    #[error("the embedded broker did not start listening on {0}")]
-    BrokerDown(std::net::SocketAddr),
 }
 
 /// What every connection task shares.
@@ -61,9 +57,7 @@ pub struct Front {
     identity: identity::Identity,
     creds: Arc<creds::Store>,
     stats: Arc<stats::Stats>,
-    broker: broker::Addrs,
-    broker_user: String,
-    broker_pass: String,
+    router: router::Router,
     /// Password checks run one at a time (argon2 uses 8 MiB each).
     verify_slots: tokio::sync::Semaphore,
     rate: limits::ConnectRate,
@@ -95,16 +89,12 @@ impl Mqtt {
         names.extend(settings.names.iter().cloned());
         ca.issue_server(&dir, &names, &addrs)?;
         let server_tls = tls::server(&dir, settings.client_certificates.then_some(ca.pem_path.as_path()))?;
-        let secret = random_hex(32)?;
-        let broker = broker::start(settings, &secret)?;
         let front = Arc::new(Front {
             view: RwLock::new(Arc::new(View::from_config(cfg))),
             identity: identity::Identity::new(Path::new(&cfg.gateway.pin_dir)),
             creds: Arc::new(creds::Store::new(&dir)),
             stats: Arc::default(),
-            broker,
-            broker_user: broker::INTERNAL_USER.to_string(),
-            broker_pass: secret,
+            router: router::Router::default(),
             verify_slots: tokio::sync::Semaphore::new(1),
             rate: limits::ConnectRate::default(),
             quotas: quota::Quotas::default(),
@@ -123,7 +113,9 @@ impl Mqtt {
 
     /// Counters for the status snapshot.
     pub fn status(&self) -> serde_json::Value {
-        self.front.stats.snapshot()
+        let mut v = self.front.stats.snapshot();
+        v["sessions"] = self.front.router.sessions().into();
+        v
     }
 }
 
@@ -149,10 +141,4 @@ fn lan_addresses(iface: &str) -> Vec<IpAddr> {
         .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
         .filter_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
         .collect()
-}
-
-fn random_hex(bytes: usize) -> Result<String, MqttError> {
-    let mut b = vec![0u8; bytes];
-    getrandom::getrandom(&mut b).map_err(MqttError::Random)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }

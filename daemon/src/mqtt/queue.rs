@@ -202,12 +202,6 @@ impl Outbox {
         (out, msgs)
     }
 
-    /// No more frames: `take` hands out what is queued, then `None`.
-    pub fn finish(&self) {
-        self.lock().closed = true;
-        self.notify.notify_one();
-    }
-
     /// Stops the queue; returns the messages still in it (never delivered).
     pub fn close(&self) -> u64 {
         let mut q = self.lock();

@@ -1,6 +1,6 @@
 //! Per-device limits on what costs the broker memory for good or time:
-//! distinct subscription filters (rumqttd keeps a commit log per filter and
-//! never frees it), retained topics (kept forever), subscriptions per
+//! distinct subscription filters, retained topics (kept until cleared),
+//! subscriptions per
 //! session, open connections, and the publish rate (all of a device's
 //! connections share one token bucket; a device over it is slowed, not
 //! dropped, so nothing it was acknowledged is lost).

@@ -1,9 +1,9 @@
 //! One device connection, end to end: CONNECT (within the handshake
-//! timeout), admission, a clean session on the embedded broker, then the two
-//! pumps (`inbound.rs`: device → broker, `outbound.rs`: broker → device).
+//! timeout), admission, a clean session registered with the router, then
+//! the device's packets (`inbound.rs`) and its queue's writer
+//! (`outbound.rs`) until it leaves; then its will.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -13,13 +13,13 @@ use bytes::BytesMut;
 use moat_policy::mqtt::may_subscribe;
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
-    net::TcpStream,
+    sync::Notify,
 };
 use tracing::{debug, info};
 
 use super::{
     admit::{admit, Admitted, Listener},
-    codec::{self as c, CodecError, Connect, Refusal, Version},
+    codec::{self as c, CodecError, Connect, Refusal, SubOptions, Version},
     inbound, outbound,
     queue::{NotReading, Outbox},
     quota::DeviceQuota,
@@ -67,18 +67,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// One filter's answer in a SUBACK.
-#[derive(Debug, Clone, Copy)]
-pub enum Slot {
-    /// Refused by moat with this code.
-    Denied(u8),
-    /// Sent on at QoS 0; the device gets this QoS if the broker accepts.
-    Granted(u8),
+/// One subscription of a session.
+#[derive(Debug, Clone)]
+pub struct SubEntry {
+    pub filter: String,
+    pub qos: u8,
+    pub options: SubOptions,
 }
 
-/// State both pumps share.
+/// A session: what the pumps and the router share.
 #[derive(Debug)]
 pub struct Shared {
+    /// Unique among sessions (the router's registration key may be reused).
+    pub id: u64,
     pub version: Version,
     pub device: String,
     /// The device's classifier id and MAC: its permissions are looked up
@@ -89,12 +90,11 @@ pub struct Shared {
     pub counters: Arc<DeviceCounters>,
     pub quota: Arc<DeviceQuota>,
     pub outbox: Outbox,
-    /// SUBSCRIBEs sent on to the broker: per packet id, what to answer for
-    /// each of the device's filters.
-    pub pending_subacks: Mutex<HashMap<u16, Vec<Slot>>>,
-    /// The device's subscriptions (filter, granted QoS).
-    pub subs: Mutex<Vec<(String, u8)>>,
+    pub subs: Mutex<Vec<SubEntry>>,
     pub max: usize,
+    /// Ends the session (taken over by a new connection with its client id,
+    /// or too slow under `overflow = "disconnect"`).
+    pub kill: Notify,
 }
 
 impl Shared {
@@ -118,15 +118,6 @@ impl Shared {
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The broker socket's write half, shared by both pumps (frames from the
-/// device, and acks moat sends for it).
-pub type BrokerTx = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
-
-pub async fn send(to: &BrokerTx, bytes: &[u8]) -> Result<(), SessionError> {
-    to.lock().await.write_all(bytes).await?;
-    Ok(())
 }
 
 /// Serves one device connection (TLS already done, or plaintext).
@@ -191,7 +182,8 @@ async fn refuse<W: AsyncWrite + Unpin>(mut wr: W, version: Version, why: Refusal
     let _ = wr.shutdown().await;
 }
 
-/// Connects the session to the broker and runs the pumps until either side ends.
+/// Runs an admitted session until the device leaves, misbehaves or is
+/// taken over; then its will (unless it said a clean goodbye).
 async fn run<R, W>(
     front: &Front,
     connect: Connect,
@@ -205,74 +197,60 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let version = connect.version();
-    let receive_max = connect.receive_maximum();
     let client_id = connect.client_id().to_string();
     let assigned = client_id.is_empty().then(|| format!("moat-{:016x}", rand_u64()));
     let own_id = assigned.clone().unwrap_or_else(|| client_id.clone());
-    // Sessions on the broker are per device: one device can neither take
-    // over nor read another's session by choosing its client id.
-    let broker_id = broker_client_id(&a.device.name, &own_id);
-    let addr = match version {
-        Version::V4 => front.broker.v4,
-        Version::V5 => front.broker.v5,
-    };
-    let mut broker = TcpStream::connect(addr).await?;
-    broker.set_nodelay(true)?;
-    broker.write_all(&connect.rewrite(broker_id, &front.broker_user, &front.broker_pass)?).await?;
-    let mut bbuf = BytesMut::with_capacity(512);
-    let ack = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut broker, &mut bbuf, usize::MAX))
-        .await
-        .map_err(|_| SessionError::Timeout)??;
-    let ack = match version {
-        Version::V5 => c::rewrite_connack_v5(ack, assigned.as_deref())?,
-        Version::V4 => c::connack_v4_no_session(ack),
-    };
-    wr.write_all(&ack).await?;
-    if c::connack_code(&ack) != Some(0) {
-        return Ok(());
-    }
-    info!(device = %a.device.name, client = %own_id, "MQTT session open");
     let settings = front.view().settings.clone();
+    wr.write_all(&c::connack_ok(version, assigned.as_deref(), settings.max_packet_size)?).await?;
+    info!(device = %a.device.name, client = %own_id, "MQTT session open");
     let s = Arc::new(Shared {
+        id: front.router.session_id(),
         version,
         device: a.device.name.clone(),
         device_id: a.device_id,
         mac: a.device.mac,
-        client_id: own_id,
+        client_id: own_id.clone(),
         counters: a.counters.clone(),
         quota: a.quota.clone(),
-        outbox: Outbox::new(settings.queue_messages, settings.queue_bytes, settings.overflow, receive_max),
-        pending_subacks: Mutex::new(HashMap::new()),
+        outbox: Outbox::new(
+            settings.queue_messages,
+            settings.queue_bytes,
+            settings.overflow,
+            connect.receive_maximum(),
+        ),
         subs: Mutex::new(Vec::new()),
         max: settings.max_packet_size as usize,
+        kill: Notify::new(),
     });
-    let (brd, bwr) = broker.into_split();
-    let to_broker = Arc::new(tokio::sync::Mutex::new(bwr));
-    let d2b = inbound::pump(front, &s, rd, buf, to_broker.clone());
-    let b2d = outbound::pump(front, &s, brd, bbuf, to_broker);
-    let wd = outbound::write_device(&s, wr);
-    tokio::pin!(d2b, b2d, wd);
+    // Sessions are per device: one device can neither take over nor read
+    // another's session by choosing its client id.
+    let key = session_key(&a.device.name, &own_id);
+    if let Some(old) = front.router.register(&key, s.clone()) {
+        old.kill.notify_one();
+    }
+    let will = connect.will();
+    let inbound = inbound::pump(front, &s, rd, buf, connect.keepalive_limit());
+    let writer = outbound::write_device(&s, wr);
+    tokio::pin!(inbound, writer);
     let result = tokio::select! {
-        // The device is gone: everything it sent is already at the broker.
-        r = &mut d2b => r,
-        // The broker ended the session: let the device have what is queued.
-        r = &mut b2d => {
-            s.outbox.finish();
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut wd).await;
-            r
-        }
-        r = &mut wd => r,
+        r = &mut inbound => r,
+        r = &mut writer => r.map(|()| inbound::End::Gone),
+        _ = s.kill.notified() => Ok(inbound::End::Gone),
     };
+    front.router.unregister(&key, s.id);
+    if let (Some(w), true) = (will, !matches!(result, Ok(inbound::End::Clean))) {
+        front.router.publish(front, &w, 0);
+    }
     add(&s.counters.dropped_on_close, s.outbox.close());
-    result
+    result.map(|_| ())
 }
 
-/// `device:client` with the characters rumqttd refuses in client ids
-/// (`+ $ # /`, and `%` and `:` to stay unambiguous) escaped as `%XX`.
-fn broker_client_id(device: &str, client: &str) -> String {
+/// The session's key, `device:client`, with `%` and `:` escaped as `%XX`
+/// (so two devices' keys can never be equal).
+fn session_key(device: &str, client: &str) -> String {
     let esc = |s: &str| {
         s.chars()
-            .map(|ch| if "+$#/%:".contains(ch) { format!("%{:02X}", ch as u32) } else { ch.to_string() })
+            .map(|ch| if "%:".contains(ch) { format!("%{:02X}", ch as u32) } else { ch.to_string() })
             .collect::<String>()
     };
     format!("{}:{}", esc(device), esc(client))
@@ -287,9 +265,9 @@ fn rand_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn broker_ids_are_per_device_and_escaped() {
-        assert_eq!(super::broker_client_id("cam", "c1"), "cam:c1");
-        assert_eq!(super::broker_client_id("a:b", "x/y#"), "a%3Ab:x%2Fy%23");
-        assert_ne!(super::broker_client_id("a", "b:c"), super::broker_client_id("a:b", "c"));
+    fn session_keys_are_per_device_and_escaped() {
+        assert_eq!(super::session_key("cam", "c1"), "cam:c1");
+        assert_eq!(super::session_key("a:b", "x/y%"), "a%3Ab:x/y%25");
+        assert_ne!(super::session_key("a", "b:c"), super::session_key("a:b", "c"));
     }
 }
