@@ -171,11 +171,12 @@ fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u6
     Ok((before, peak, num(&v, "connected")))
 }
 
-/// moat's RSS every 5 s while 10 publishers run flat out into a subscriber
-/// reading one message per millisecond.
-fn soak(lab: &Lab, ca: &str, creds: &str, pid: u32, secs: u64) -> Result<(Vec<u64>, Value)> {
+/// moat's RSS every 5 s while 10 publishers send `rate` msgs/s for `secs`
+/// into a subscriber reading one message per millisecond; the subscriber
+/// then drains what is left, so every message ends delivered or counted.
+fn soak(lab: &Lab, ca: &str, creds: &str, pid: u32, secs: u64, rate: u64) -> Result<(Vec<u64>, Value)> {
     let bin = load_binary()?.display().to_string();
-    let d = secs.to_string();
+    let (total, cap) = ((rate * secs).to_string(), (secs + 300).to_string());
     let args = [
         "netns",
         "exec",
@@ -195,7 +196,7 @@ fn soak(lab: &Lab, ca: &str, creds: &str, pid: u32, secs: u64) -> Result<(Vec<u6
         "--publishers",
         "10",
         "--messages",
-        "1000000000",
+        &total,
         "--qos",
         "1",
         "--payload",
@@ -205,16 +206,17 @@ fn soak(lab: &Lab, ca: &str, creds: &str, pid: u32, secs: u64) -> Result<(Vec<u6
         "--slow-ms",
         "1",
         "--duration-s",
-        &d,
+        &cap,
     ];
-    let child = std::process::Command::new("ip").args(args).stdout(std::process::Stdio::piped()).spawn()?;
+    let mut child = std::process::Command::new("ip").args(args).stdout(std::process::Stdio::piped()).spawn()?;
     let mut samples = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(secs) {
+    while child.try_wait()?.is_none() {
         samples.push(rss_kb(pid));
         std::thread::sleep(Duration::from_secs(5));
     }
     let out = child.wait_with_output()?;
+    // The subscriber's session ends with its connection: its queue is counted then.
+    std::thread::sleep(Duration::from_secs(1));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     Ok((samples, serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)))
 }
@@ -235,7 +237,8 @@ pub fn run() -> Result<Report> {
     let mosq_pid = start_mosquitto(&mut lab, &state, &c.user, &c.password)?;
     let mut r = Report::new("mqtt");
     let dropped = |m: &Moat| -> Result<f64> {
-        Ok(m.status()?["mqtt"]["devices"]["loader"]["dropped_queue_full"].as_f64().unwrap_or(0.0))
+        let d = m.status()?["mqtt"]["devices"]["loader"].clone();
+        Ok(d["dropped_queue_full"].as_f64().unwrap_or(0.0) + d["dropped_on_close"].as_f64().unwrap_or(0.0))
     };
     // Idle connections first, while both brokers are fresh.
     let (m0, m1, mc) = idle_rss(&lab, &ca, &creds, 8883, moat_pid)?;
@@ -276,11 +279,12 @@ pub fn run() -> Result<Report> {
     let secs = std::env::var("MOAT_BENCH_SOAK_S").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     // The soak: one device's publishers at its publish rate (default 1000/s
     // would take hours to overflow anything; 20,000/s swamps the subscriber).
-    let mut soak_cfg = config(20_000).replace("queue_messages = 200000", "queue_messages = 1000");
+    const SOAK_RATE: u64 = 20_000;
+    let mut soak_cfg = config(SOAK_RATE as u32).replace("queue_messages = 200000", "queue_messages = 1000");
     soak_cfg = soak_cfg.replace("queue_bytes = 67108864", "queue_bytes = 1048576");
     moat.reload(&soak_cfg)?;
     let dropped_before = dropped(&moat)?;
-    let (samples, soak_result) = soak(&lab, &ca, &creds, moat_pid, secs)?;
+    let (samples, soak_result) = soak(&lab, &ca, &creds, moat_pid, secs, SOAK_RATE)?;
     let first = samples.iter().take(samples.len() / 2).max().copied().unwrap_or(0);
     let last = samples.iter().skip(samples.len() / 2).max().copied().unwrap_or(0);
     r.results.insert("soak_seconds".into(), secs as f64);
