@@ -17,10 +17,10 @@ use moat_tests::{
 const LOADER: &str = "02:77:00:00:00:01";
 /// Queue bound per connection (messages) in this test.
 const QUEUE: u64 = 100;
-/// Memory per open connection, measured: rumqttd preallocates ~0.55 MB per
-/// client (fixed channel capacities of large enums), the front and TLS ~0.1 MB.
+/// Memory allowed per open connection (measured ~90 kB idle in a release
+/// build, ~0.7 MB in this debug build under load: TLS, buffers, the queue).
 const PER_CONNECTION_KB: u64 = 1024;
-/// rumqttd's log for one filter (1 MiB nominal, ~4.5× real) and buffers in flight.
+/// Buffers in flight and the allocator's slack.
 const SHARED_KB: u64 = 16 * 1024;
 
 #[test]
