@@ -11,6 +11,7 @@ mod admit;
 pub mod cli;
 mod codec;
 pub mod creds;
+mod frames;
 mod identity;
 mod inbound;
 mod limits;
