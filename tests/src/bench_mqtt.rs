@@ -127,9 +127,9 @@ fn throughput(lab: &Lab, ca: &str, creds: &str, port: u16, publishers: &str) -> 
     )
 }
 
-/// RSS of `pid` before and while 1,000 idle TLS connections are held, and
-/// how many connected.
-fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u64, u64, f64)> {
+/// RSS of `pid` before, while 1,000 idle TLS connections are held, and 3 s
+/// after they closed; and how many connected.
+fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u64, u64, u64, f64)> {
     let before = rss_kb(pid);
     let bin = load_binary()?.display().to_string();
     let port_s = port.to_string();
@@ -167,8 +167,9 @@ fn idle_rss(lab: &Lab, ca: &str, creds: &str, port: u16, pid: u32) -> Result<(u6
         std::thread::sleep(Duration::from_millis(500));
     }
     let out = child.wait_with_output()?;
+    std::thread::sleep(Duration::from_secs(3));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    Ok((before, peak, num(&v, "connected")))
+    Ok((before, peak, rss_kb(pid), num(&v, "connected")))
 }
 
 /// moat's RSS every 5 s while 10 publishers send `rate` msgs/s for `secs`
@@ -241,8 +242,10 @@ pub fn run() -> Result<Report> {
         Ok(d["dropped_queue_full"].as_f64().unwrap_or(0.0) + d["dropped_on_close"].as_f64().unwrap_or(0.0))
     };
     // Idle connections first, while both brokers are fresh.
-    let (m0, m1, mc) = idle_rss(&lab, &ca, &creds, 8883, moat_pid)?;
-    let (q0, q1, qc) = idle_rss(&lab, &ca, &creds, MOSQUITTO_PORT, mosq_pid)?;
+    let (m0, m1, m2, mc) = idle_rss(&lab, &ca, &creds, 8883, moat_pid)?;
+    let (q0, q1, q2, qc) = idle_rss(&lab, &ca, &creds, MOSQUITTO_PORT, mosq_pid)?;
+    r.results.insert("idle_1000_tls_rss_after_close_kb".into(), m2 as f64);
+    r.baseline.insert("idle_1000_tls_rss_after_close_kb".into(), q2 as f64);
     r.results.insert("idle_connected".into(), mc);
     r.baseline.insert("idle_connected".into(), qc);
     r.results.insert("idle_1000_tls_rss_kb".into(), m1 as f64);
