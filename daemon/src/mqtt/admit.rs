@@ -57,7 +57,8 @@ pub async fn admit(
     let counters = front.stats.device(&device.name);
     inc(&counters.connections);
     let refuse = |why: Refusal| Err((why, counters.clone()));
-    if !front.rate.allow(&device.name, view.settings.connections_per_minute) {
+    let quota = front.quotas.of(seen.device_id);
+    if !quota.allow_connect(view.settings.connections_per_minute) {
         inc(&counters.rate_limited);
         return refuse(Refusal::RateExceeded);
     }
@@ -84,7 +85,6 @@ pub async fn admit(
             return refuse(Refusal::NotAuthorized);
         }
     }
-    let quota = front.quotas.of(seen.device_id);
     Ok(Admitted { device, device_id: seen.device_id, counters, quota })
 }
 

@@ -54,7 +54,7 @@ pub fn kind(frame: &[u8]) -> u8 {
     frame.first().map_or(0, |b| b >> 4)
 }
 
-/// A decoded CONNECT, kept whole so it can be re-encoded toward the broker.
+/// A decoded CONNECT.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per connection, briefly
 pub enum Connect {

@@ -119,7 +119,7 @@ impl Store {
 
     fn hash_of(&self, name: &str) -> Option<String> {
         let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        let mut c = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = super::lock(&self.cached);
         if c.0 != mtime || mtime.is_none() {
             match read(&self.path) {
                 Ok(map) => *c = (mtime, map),

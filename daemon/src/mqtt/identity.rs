@@ -63,7 +63,7 @@ impl Identity {
             family,
             pad: [0; 2],
         };
-        let mut guard = self.flows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = super::lock(&self.flows);
         if guard.is_none() {
             *guard = self.open();
         }

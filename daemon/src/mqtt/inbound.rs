@@ -1,4 +1,4 @@
-//! Device → broker. PUBLISH and SUBSCRIBE are checked against the device's
+//! Device → router. PUBLISH and SUBSCRIBE are checked against the device's
 //! permissions, read fresh from the current view (a reload applies at once).
 //! A denied PUBLISH is acknowledged and dropped (v5: reason "not
 //! authorized"); a denied filter gets a failure code in the SUBACK while the
@@ -17,9 +17,10 @@ use tracing::warn;
 
 use super::{
     codec::{self as c, CodecError, Version},
+    lock,
     message::Message,
     quota::MAX_SUBSCRIPTIONS_PER_SESSION,
-    session::{lock, SessionError, Shared, SubEntry},
+    session::{SessionError, Shared, SubEntry},
     stats::{add, inc},
     Front,
 };

@@ -14,7 +14,6 @@ pub mod creds;
 mod frames;
 mod identity;
 mod inbound;
-mod limits;
 mod listen;
 mod message;
 mod outbound;
@@ -61,7 +60,6 @@ pub struct Front {
     router: router::Router,
     /// Password checks run one at a time (argon2 uses 8 MiB each).
     verify_slots: tokio::sync::Semaphore,
-    rate: limits::ConnectRate,
     quotas: quota::Quotas,
 }
 
@@ -97,7 +95,6 @@ impl Mqtt {
             stats: Arc::default(),
             router: router::Router::default(),
             verify_slots: tokio::sync::Semaphore::new(1),
-            rate: limits::ConnectRate::default(),
             quotas: quota::Quotas::default(),
         });
         listen::spawn(front.clone(), &cfg.gateway.lan, settings, server_tls)?;
@@ -120,8 +117,14 @@ impl Mqtt {
     }
 }
 
-/// Each device connection holds three sockets (device, broker side, and the
-/// broker's own): lift the soft descriptor limit to the hard one.
+/// Locks a mutex; a panicked holder's data is still used (every value kept
+/// under these locks is valid at all times).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A socket per device connection: lift the soft descriptor limit to the
+/// hard one (1,024 is the default soft limit).
 fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {

@@ -4,10 +4,8 @@
 //! fit, the overflow policy decides: drop the oldest messages (the caller
 //! counts them) or refuse, and the caller disconnects the device.
 //!
-//! moat takes each message from the broker at once (acknowledging it there),
-//! so the broker never holds back or skips for a slow device; delivery to the
-//! device is moat's own: its packet ids, its in-flight window (the device's
-//! Receive Maximum), the device's acks consumed here.
+//! Delivery is numbered here: moat's packet ids, an in-flight window of the
+//! device's Receive Maximum, the device's acks consumed here.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -23,8 +21,6 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Msg {
     pub qos: u8,
-    /// The broker's packet id (already acknowledged to the broker).
-    pub pkid: u16,
     pub pkid_at: usize,
 }
 
@@ -101,7 +97,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock(&self.inner)
     }
 
     /// Queues a control frame; `Err` when the device has not been reading.
@@ -224,7 +220,7 @@ mod tests {
 
     /// A QoS 0 message (no packet id).
     fn m0() -> Msg {
-        Msg { qos: 0, pkid: 0, pkid_at: 0 }
+        Msg { qos: 0, pkid_at: 0 }
     }
 
     fn take(q: &Outbox) -> Option<(Vec<u8>, u64)> {
@@ -247,7 +243,7 @@ mod tests {
     #[test]
     fn deliveries_are_renumbered_and_limited_by_receive_maximum() {
         let q = Outbox::new(10, 1 << 20, Overflow::DropOldest, 2);
-        let qos1 = Msg { qos: 1, pkid: 9, pkid_at: 1 };
+        let qos1 = Msg { qos: 1, pkid_at: 1 };
         for _ in 0..3 {
             q.message(Bytes::from_static(b"P\0\0"), qos1);
         }

@@ -1,9 +1,10 @@
 //! Per-device limits on what costs the broker memory for good or time:
 //! distinct subscription filters, retained topics (kept until cleared),
-//! subscriptions per
-//! session, open connections, and the publish rate (all of a device's
-//! connections share one token bucket; a device over it is slowed, not
-//! dropped, so nothing it was acknowledged is lost).
+//! subscriptions per session, open connections, the connection rate (a
+//! device retrying in a tight loop, or guessing passwords, is refused before
+//! any password check) and the publish rate (all of a device's connections
+//! share one bucket; a device over it is slowed, not dropped, so nothing it
+//! was acknowledged is lost).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,16 +19,34 @@ pub const MAX_RETAINED_PER_DEVICE: usize = 256;
 /// Subscriptions one session may hold.
 pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 64;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+use super::lock;
+
+/// A token bucket refilled continuously up to its capacity.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// Full at first (clamped to the capacity on first use).
+    fn full() -> Self {
+        Bucket { tokens: f64::INFINITY, last: Instant::now() }
+    }
+
+    fn refill(&mut self, per_second: f64, cap: f64, now: Instant) {
+        self.tokens = (self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * per_second).min(cap);
+        self.last = now;
+    }
 }
 
 #[derive(Debug)]
 pub struct DeviceQuota {
     filters: Mutex<HashSet<String>>,
     retained: Mutex<HashSet<String>>,
-    /// (tokens, last refill): may go negative, which is how long to wait.
-    bucket: Mutex<(f64, Instant)>,
+    /// May go negative: the debt is how long the device waits.
+    publishes: Mutex<Bucket>,
+    connects: Mutex<Bucket>,
     open: Mutex<u32>,
 }
 
@@ -36,8 +55,8 @@ impl Default for DeviceQuota {
         DeviceQuota {
             filters: Mutex::default(),
             retained: Mutex::default(),
-            // Full at first (clamped to the rate on first use).
-            bucket: Mutex::new((f64::INFINITY, Instant::now())),
+            publishes: Mutex::new(Bucket::full()),
+            connects: Mutex::new(Bucket::full()),
             open: Mutex::new(0),
         }
     }
@@ -82,15 +101,31 @@ impl DeviceQuota {
 
     fn publish_wait_at(&self, per_second: u32, now: Instant) -> Duration {
         let rate = f64::from(per_second.max(1));
-        let mut b = lock(&self.bucket);
-        let refill = now.saturating_duration_since(b.1).as_secs_f64() * rate;
-        b.0 = (b.0 + refill).min(rate);
-        b.1 = now;
-        b.0 -= 1.0;
-        if b.0 >= 0.0 {
+        let mut b = lock(&self.publishes);
+        b.refill(rate, rate, now);
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-b.0 / rate)
+            Duration::from_secs_f64(-b.tokens / rate)
+        }
+    }
+
+    /// Takes a connection token (`per_minute`, refilled continuously); false
+    /// when the device has none left.
+    pub fn allow_connect(&self, per_minute: u32) -> bool {
+        self.allow_connect_at(per_minute, Instant::now())
+    }
+
+    fn allow_connect_at(&self, per_minute: u32, now: Instant) -> bool {
+        let cap = f64::from(per_minute.max(1));
+        let mut b = lock(&self.connects);
+        b.refill(cap / 60.0, cap, now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -147,6 +182,17 @@ mod tests {
         let waits: Vec<Duration> = (0..12).map(|_| q.publish_wait_at(10, later)).collect();
         assert!(waits[..10].iter().all(|w| w.is_zero()), "a second's burst passes: {waits:?}");
         assert_eq!((waits[10], waits[11]), (Duration::from_millis(100), Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn connection_bucket_empties_and_refills() {
+        let q = DeviceQuota::default();
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| q.allow_connect_at(3, t0)));
+        assert!(!q.allow_connect_at(3, t0), "fourth connection within the minute");
+        assert!(q.allow_connect_at(3, t0 + Duration::from_secs(20)), "one token per 20 s");
+        assert!(!q.allow_connect_at(3, t0 + Duration::from_secs(21)));
+        assert!(DeviceQuota::default().allow_connect_at(3, t0), "other devices have their own bucket");
     }
 
     #[test]

@@ -22,7 +22,7 @@ const MAX_RETAINED: usize = 65_536;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// By broker client id (`device:client`).
+    /// By session key (`device:client`).
     sessions: HashMap<String, Arc<Shared>>,
     retained: BTreeMap<String, Message>,
 }
@@ -35,7 +35,7 @@ pub struct Router {
 
 impl Router {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock(&self.inner)
     }
 
     /// A number no other session has.
@@ -72,7 +72,7 @@ impl Router {
         for s in g.sessions.values() {
             let mut best: Option<(u8, bool)> = None;
             let mut revoked = false;
-            for sub in super::session::lock(&s.subs).iter() {
+            for sub in super::lock(&s.subs).iter() {
                 if !filter_matches(&sub.filter, topic) || (sub.options.no_local && s.id == from) {
                     continue;
                 }
@@ -113,7 +113,7 @@ impl Router {
 fn deliver(front: &Front, s: &Shared, msg: &Message, granted: u8, retain: bool) {
     let qos = msg.qos.min(granted);
     let (frame, pkid_at) = msg.encode(s.version, qos, retain);
-    if !queue_message(front, s, frame, Msg { qos, pkid: 0, pkid_at }) {
+    if !queue_message(front, s, frame, Msg { qos, pkid_at }) {
         s.kill.notify_one();
     }
 }

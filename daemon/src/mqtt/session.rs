@@ -116,10 +116,6 @@ impl Shared {
     }
 }
 
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Serves one device connection (TLS already done, or plaintext).
 pub async fn serve<S>(
     front: Arc<Front>,

@@ -40,12 +40,11 @@ counters!(
     subscribe_denied,
     published,
     delivered,
-    /// Dropped from the device's queue (slow subscriber); the broker was told
-    /// they were taken, so it neither stalls nor skips silently.
+    /// Dropped from the device's queue (slow subscriber).
     dropped_queue_full,
     /// Still queued when the connection closed.
     dropped_on_close,
-    /// From the broker, but no longer covered by the device's permissions
+    /// Routed, but no longer covered by the device's permissions
     /// (a reload took the subscription away).
     dropped_not_permitted,
     disconnected_slow,
@@ -83,13 +82,13 @@ pub struct Stats {
 impl Stats {
     /// A device's counters (made on first use); sessions keep the handle.
     pub fn device(&self, name: &str) -> Arc<DeviceCounters> {
-        let mut d = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut d = super::lock(&self.devices);
         d.entry(name.to_string()).or_default().clone()
     }
 
     /// True at most once a second: per-message events are logged through this.
     pub fn may_log_drop(&self) -> bool {
-        let mut last = self.last_drop_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = super::lock(&self.last_drop_log);
         let now = Instant::now();
         if last.is_some_and(|t| now.duration_since(t).as_secs() < 1) {
             return false;
@@ -99,13 +98,8 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> serde_json::Value {
-        let devices: serde_json::Map<String, serde_json::Value> = self
-            .devices
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(n, c)| (n.clone(), c.json()))
-            .collect();
+        let devices: serde_json::Map<String, serde_json::Value> =
+            super::lock(&self.devices).iter().map(|(n, c)| (n.clone(), c.json())).collect();
         serde_json::json!({
             "devices": devices,
             "handshake_failures": self.handshake_failures.load(Ordering::Relaxed),

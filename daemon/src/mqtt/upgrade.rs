@@ -31,7 +31,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 fn client_config(ca: &str) -> Result<Arc<ClientConfig>, String> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<ClientConfig>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
-    let mut map = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut map = super::lock(cache);
     if let Some(c) = map.get(ca) {
         return Ok(c.clone());
     }
@@ -61,14 +61,14 @@ pub async fn relay(front: Arc<Front>, mut device: TcpStream, peer: SocketAddr, l
     // The classifier saw the dialled address, unless br_netfilter redirected
     // in the bridge before the classifier ran: then it saw the gateway's.
     let seen = front.identity.lookup(peer, dst).or_else(|| front.identity.lookup(peer, local));
-    let Some(dev) = seen.and_then(|s| view.device(s.device_id, &s.mac)).cloned() else {
+    let Some((seen, dev)) = seen.and_then(|s| view.device(s.device_id, &s.mac).map(|d| (s, d.clone()))) else {
         return warn!(%peer, "MQTT upgrade: connection from an unknown device; closed");
     };
     let Some(up) = dev.acl.as_ref().and_then(|a| a.upstream.as_deref()).and_then(|u| view.upstream(u)).cloned() else {
         return warn!(device = %dev.name, "MQTT upgrade: the device's policy names no upstream; closed");
     };
     let counters = front.stats.device(&dev.name);
-    if !front.rate.allow(&dev.name, view.settings.connections_per_minute) {
+    if !front.quotas.of(seen.device_id).allow_connect(view.settings.connections_per_minute) {
         inc(&counters.rate_limited);
         return;
     }

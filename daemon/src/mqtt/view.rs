@@ -44,10 +44,6 @@ impl View {
         self.by_id.get(&id).filter(|d| d.mac == *mac)
     }
 
-    pub fn by_name(&self, name: &str) -> Option<&DeviceView> {
-        self.by_id.values().find(|d| d.name == name)
-    }
-
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
         self.settings.upstreams.get(name)
     }
