@@ -11,6 +11,7 @@ pub mod forget;
 pub mod inventory;
 pub mod kernel;
 pub mod learn;
+pub mod logging;
 pub mod mqtt;
 pub mod mud_dir;
 pub mod neighbours;

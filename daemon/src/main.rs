@@ -143,7 +143,7 @@ fn main() -> ExitCode {
             }
             match load(&config) {
                 Ok(cfg) => {
-                    init_logging();
+                    moat::logging::init(&cfg.log);
                     moat::run::remove_enforcement(std::path::Path::new(&cfg.gateway.pin_dir));
                     println!("removed moat's nft tables and pinned classifier ({})", cfg.gateway.pin_dir);
                     ExitCode::SUCCESS
@@ -156,11 +156,11 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Run { config } => {
-            init_logging();
             let cfg = match load(&config) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
+            moat::logging::init(&cfg.log);
             run(cfg, config)
         }
     }
@@ -197,17 +197,6 @@ fn plan(cfg: &Config) -> String {
         unknown.quarantine
     ));
     out
-}
-
-fn init_logging() {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn mud_import(file: &std::path::Path, device: &str, name: Option<&str>, output: Option<&std::path::Path>) -> ExitCode {

@@ -130,12 +130,15 @@ pub struct Daemon {
     pub mud: mud_dir::Applied,
     /// The MQTT service (`Ok(None)`: not configured; `Err`: failed to start).
     pub mqtt: Result<Option<crate::mqtt::Mqtt>, String>,
+    /// Line budget for per-packet events (blocked flows, new devices).
+    pub packet_log: crate::logging::PacketLog,
     seq: u64,
 }
 
 impl Daemon {
     fn new(kernel: Kernel, cfg: Config, path: PathBuf) -> Self {
         let cfg_state_dir = PathBuf::from(&cfg.gateway.state_dir);
+        let packet_log = crate::logging::PacketLog::new(cfg.log.packet_events_per_minute);
         Daemon {
             kernel,
             cfg,
@@ -149,6 +152,7 @@ impl Daemon {
             inventory: open_inventory(&cfg_state_dir),
             mud: mud_dir::Applied::default(),
             mqtt: Ok(None),
+            packet_log,
             seq: 0,
         }
     }
@@ -218,6 +222,7 @@ impl Daemon {
         let mut scripts = Vec::new();
         while let Some(item) = ring.next() {
             if let Some(e) = self.events.record(&item) {
+                self.log_event(&e);
                 let payload = crate::events::payload(&item);
                 self.learner.on_event(&self.cfg, &e, payload, &mut scripts);
                 if let Ok(inv) = &mut self.inventory {
@@ -229,6 +234,20 @@ impl Daemon {
             }
         }
         self.apply_learned("learned elements", &scripts);
+    }
+
+    /// Blocked flows and new devices at info, within the per-device budget.
+    fn log_event(&mut self, e: &crate::events::Event) {
+        if !matches!(e.kind, "blocked" | "new_device") || !self.packet_log.allow(e.device_id) {
+            return;
+        }
+        let device = self.cfg.devices.iter().find(|d| d.id == e.device_id).map_or("unknown", |d| d.name.as_str());
+        let (remote, port) = e.flow.as_ref().map_or((String::new(), 0), |f| (f.remote.clone(), f.remote_port));
+        if e.kind == "blocked" {
+            info!(device, mac = %e.mac, class = e.class, reason = e.reason.unwrap_or(""), remote = %remote, port, "blocked");
+        } else {
+            info!(mac = %e.mac, "new device");
+        }
     }
 
     /// One transaction per answer: a rejected one is counted and logged.

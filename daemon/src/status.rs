@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub learned: BTreeMap<&'static str, u64>,
     pub reloads: Reloads,
     pub inventory: InventoryReport,
+    /// Per-packet log lines (blocked, new device) over the `[log]` budget, not logged.
+    pub log_suppressed: u64,
     /// MQTT service counters (`null`: not configured; `{"error": ...}`: not running).
     pub mqtt: serde_json::Value,
 }
@@ -165,6 +167,7 @@ pub fn collect(d: &Daemon, seq: u64) -> Result<Snapshot, KernelError> {
             Ok(inv) => InventoryReport { state: "ok".into(), devices: inv.records().cloned().collect() },
             Err(e) => InventoryReport { state: e.clone(), devices: Vec::new() },
         },
+        log_suppressed: d.packet_log.suppressed_total,
         mqtt: match &d.mqtt {
             Ok(Some(m)) => m.status(),
             Ok(None) => serde_json::Value::Null,

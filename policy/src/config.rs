@@ -123,6 +123,8 @@ pub struct Config {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The gateway's MQTT broker (`None`: not running).
     pub mqtt: Option<crate::mqtt::MqttSettings>,
+    /// `[log]`: level, format, per-packet line budget.
+    pub log: crate::service::LogSettings,
 }
 
 impl Config {

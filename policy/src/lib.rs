@@ -13,9 +13,11 @@ pub mod mud;
 pub mod net;
 pub mod nft;
 mod raw;
+pub mod service;
 mod validate;
 mod validate_mqtt;
 mod validate_policy;
+mod validate_service;
 
 pub use config::{Classifier, Config, Device, Gateway, OnFailure};
 pub use diag::{Diagnostic, Diagnostics};

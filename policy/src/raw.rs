@@ -22,6 +22,20 @@ pub struct RawConfig {
     pub groups: BTreeMap<Spanned<String>, Spanned<RawGroup>>,
     #[serde(default)]
     pub mqtt: Option<Spanned<RawMqtt>>,
+    #[serde(default)]
+    pub log: Option<Spanned<RawLog>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(default)]
+    pub level: Option<Spanned<String>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub packet_events_per_minute: Option<Spanned<i64>>,
 }
 
 /// `[mqtt]`: the gateway's broker for devices.

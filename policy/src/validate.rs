@@ -43,8 +43,9 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
     let groups = groups(&mut c, &raw.groups, &devices);
     let mqtt = raw.mqtt.as_ref().map(|m| crate::validate_mqtt::settings(&mut c, m));
     crate::validate_mqtt::references(&mut c, &raw.policies, mqtt.as_ref(), raw.mqtt.is_some());
+    let log = crate::validate_service::log(&mut c, raw.log.as_ref());
     if c.errors.is_empty() {
-        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups, mqtt })
+        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups, mqtt, log })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))
