@@ -136,7 +136,7 @@ fn inbound_rate_limit_tags_and_defaults_are_checked() {
     assert_eq!(error("[defaults]\nblock = [\"gopher\"]\n"), "5:10: unknown traffic class \"gopher\" in `block`");
     assert_eq!(
         error("[gateway2]\n"),
-        "4:2: unknown field `gateway2`, expected one of `gateway`, `classifier`, `defaults`, `policies`, `devices`, `groups`, `mqtt`"
+        "4:2: unknown field `gateway2`, expected one of `gateway`, `classifier`, `defaults`, `policies`, `devices`, `groups`, `mqtt`, `log`"
     );
     assert_eq!(
         error("[policies.a]\n[gateway.x]\n"),
