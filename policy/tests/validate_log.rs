@@ -1,28 +1,10 @@
 //! `[log]`: modelled as written, every mistake reported at its place.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a failing test panics
 
-use std::path::Path;
+use moat_policy::service::{LogFormat, LogSettings};
 
-use moat_policy::{
-    service::{LogFormat, LogSettings},
-    Config, Diagnostics,
-};
-
-const HEAD: &str = "[gateway]\nlan = \"br-lan\"\nwan = \"wan0\"\n";
-
-fn parse(text: &str) -> Result<Config, Diagnostics> {
-    Config::parse(Path::new("l.toml"), &format!("{HEAD}{text}"))
-}
-
-fn error(body: &str) -> String {
-    match parse(body) {
-        Ok(_) => panic!("should be rejected:\n{body}"),
-        Err(d) => {
-            assert_eq!(d.0.len(), 1, "expected one error: {d}");
-            format!("{}:{}: {}", d.0[0].line, d.0[0].col, d.0[0].message)
-        }
-    }
-}
+mod common;
+use common::{error, parse};
 
 #[test]
 fn log_settings_are_modelled_with_defaults() {

@@ -2,26 +2,10 @@
 //! every mistake reported at its place.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a failing test panics
 
-use std::path::Path;
+use moat_policy::mqtt::Overflow;
 
-use moat_policy::{mqtt::Overflow, Config, Diagnostics};
-
-const HEAD: &str = "[gateway]\nlan = \"br-lan\"\nwan = \"wan0\"\n";
-
-fn parse(text: &str) -> Result<Config, Diagnostics> {
-    Config::parse(Path::new("m.toml"), &format!("{HEAD}{text}"))
-}
-
-/// `line:col: message` of the only error.
-fn error(body: &str) -> String {
-    match parse(body) {
-        Ok(_) => panic!("should be rejected:\n{body}"),
-        Err(d) => {
-            assert_eq!(d.0.len(), 1, "expected one error: {d}");
-            format!("{}:{}: {}", d.0[0].line, d.0[0].col, d.0[0].message)
-        }
-    }
-}
+mod common;
+use common::{error, parse};
 
 #[test]
 fn settings_and_permissions_are_modelled() {

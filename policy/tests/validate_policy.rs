@@ -10,21 +10,11 @@ use moat_policy::{
     Config, Diagnostics,
 };
 
-const HEAD: &str = "[gateway]\nlan = \"br-lan\"\nwan = \"wan0\"\n";
+mod common;
+use common::{error, HEAD};
 
 fn parse(text: &str) -> Result<Config, Diagnostics> {
     Config::parse(Path::new("p.toml"), text)
-}
-
-/// `line:col: message` of the only error in HEAD + `body`.
-fn error(body: &str) -> String {
-    match parse(&format!("{HEAD}{body}")) {
-        Ok(_) => panic!("should be rejected:\n{body}"),
-        Err(d) => {
-            assert_eq!(d.0.len(), 1, "expected one error: {d}");
-            format!("{}:{}: {}", d.0[0].line, d.0[0].col, d.0[0].message)
-        }
-    }
 }
 
 const CAMERA: &str = r#"
