@@ -3,6 +3,7 @@
 //! reporting counters. `main.rs` is the CLI on top.
 #![forbid(unsafe_code)]
 
+pub mod decisions;
 pub mod dhcp;
 pub mod discover;
 pub mod dns;

@@ -19,6 +19,8 @@ pub struct Gateway {
     pub run_dir: String,
     /// Policy for MACs not listed (default: the built-in `quarantine`).
     pub unknown_policy: String,
+    /// Policy an approved unknown device gets when the approval names none.
+    pub approved_policy: Option<String>,
     /// Shortest life of a DNS-learned address, seconds.
     pub dns_ttl_floor: u32,
     /// Local MUD files: a device not in the config that announces a MUD URL
@@ -123,6 +125,10 @@ pub struct Config {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The gateway's MQTT broker (`None`: not running).
     pub mqtt: Option<crate::mqtt::MqttSettings>,
+    /// `[api]`: control socket path and group.
+    pub api: crate::service::ApiSettings,
+    /// `[metrics]`: Prometheus listen address and label cap.
+    pub metrics: crate::service::MetricsSettings,
     /// `[log]`: level, format, per-packet line budget.
     pub log: crate::service::LogSettings,
 }

@@ -52,6 +52,20 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// As its text form, so JSON maps can be keyed by MAC.
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(|e: MacError| serde::de::Error::custom(format!("MAC {text:?}: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

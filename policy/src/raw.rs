@@ -23,7 +23,31 @@ pub struct RawConfig {
     #[serde(default)]
     pub mqtt: Option<Spanned<RawMqtt>>,
     #[serde(default)]
+    pub api: Option<Spanned<RawApi>>,
+    #[serde(default)]
+    pub metrics: Option<Spanned<RawMetrics>>,
+    #[serde(default)]
     pub log: Option<Spanned<RawLog>>,
+}
+
+/// `[api]`: the control socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    #[serde(default)]
+    pub socket: Option<Spanned<String>>,
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_labeled_devices: Option<Spanned<i64>>,
 }
 
 /// `[log]`.
@@ -117,6 +141,9 @@ pub struct RawGateway {
     /// Policy for devices not listed in `[[devices]]`.
     #[serde(default)]
     pub unknown_policy: Option<Spanned<String>>,
+    /// Policy `moat device X approve` gives an unknown device when no policy is named.
+    #[serde(default)]
+    pub approved_policy: Option<Spanned<String>>,
     /// Shortest life of a DNS-learned address, seconds.
     #[serde(default)]
     pub dns_ttl_floor: Option<Spanned<i64>>,

@@ -43,9 +43,11 @@ pub(crate) fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Config, Diagn
     let groups = groups(&mut c, &raw.groups, &devices);
     let mqtt = raw.mqtt.as_ref().map(|m| crate::validate_mqtt::settings(&mut c, m));
     crate::validate_mqtt::references(&mut c, &raw.policies, mqtt.as_ref(), raw.mqtt.is_some());
+    let api = crate::validate_service::api(&mut c, raw.api.as_ref(), &gateway.run_dir);
+    let metrics = crate::validate_service::metrics(&mut c, raw.metrics.as_ref());
     let log = crate::validate_service::log(&mut c, raw.log.as_ref());
     if c.errors.is_empty() {
-        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups, mqtt, log })
+        Ok(Config { gateway, classifier, defaults_blocked, policies, devices, groups, mqtt, api, metrics, log })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.col));
         Err(Diagnostics(c.errors))
@@ -75,7 +77,7 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
             Some("moat needs the LAN side (devices) and the WAN side (internet) apart".into()),
         );
     }
-    if let Some(p) = &raw.unknown_policy {
+    for p in [&raw.unknown_policy, &raw.approved_policy].into_iter().flatten() {
         check_policy_ref(c, p, policies);
     }
     Gateway {
@@ -83,6 +85,7 @@ fn gateway(c: &mut Checker<'_>, g: &Spanned<RawGateway>, policies: &BTreeMap<Str
         wan: raw.wan.get_ref().clone(),
         run_dir: raw.run_dir.clone().unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
         unknown_policy: raw.unknown_policy.as_ref().map_or_else(|| QUARANTINE.to_string(), |p| p.get_ref().clone()),
+        approved_policy: raw.approved_policy.as_ref().map(|p| p.get_ref().clone()),
         dns_ttl_floor: bounded(c, raw.dns_ttl_floor.as_ref(), "dns_ttl_floor", (0, 86_400), DEFAULT_DNS_TTL_FLOOR),
         mud_dir: raw.mud_dir.as_ref().map(|v| abs_dir(c, Some(v), "mud_dir", "/etc/moat/mud")),
         state_dir: abs_dir(c, raw.state_dir.as_ref(), "state_dir", DEFAULT_STATE_DIR),

@@ -1,12 +1,74 @@
-//! Validation of `[log]`.
+//! Validation of `[api]`, `[metrics]` and `[log]`.
 
 use toml::Spanned;
 
 use crate::{
-    raw::RawLog,
-    service::{LogFormat, LogSettings},
+    raw::{RawApi, RawLog, RawMetrics},
+    service::{ApiSettings, LogFormat, LogSettings, MetricsSettings, API_SOCKET_NAME, DEFAULT_API_GROUP},
     validate::{bounded, Checker},
 };
+
+pub(crate) fn api(c: &mut Checker<'_>, raw: Option<&Spanned<RawApi>>, run_dir: &str) -> ApiSettings {
+    let r = raw.map(Spanned::get_ref);
+    let socket = match r.and_then(|r| r.socket.as_ref()) {
+        Some(s) if !s.get_ref().starts_with('/') || s.get_ref().contains("..") || s.get_ref().ends_with('/') => {
+            c.err(s, format!("`socket` = {:?} must be an absolute file path without \"..\"", s.get_ref()), None);
+            String::new()
+        }
+        Some(s) if s.get_ref().len() > 107 => {
+            c.err(s, "`socket` path is longer than a Unix socket address allows (107 bytes)", None);
+            String::new()
+        }
+        Some(s) => s.get_ref().clone(),
+        None => format!("{}/{API_SOCKET_NAME}", run_dir.trim_end_matches('/')),
+    };
+    let group = match r.and_then(|r| r.group.as_ref()) {
+        Some(g) if !valid_group(g.get_ref()) => {
+            c.err(g, format!("`group` = {:?} is not a valid group name", g.get_ref()), Some("e.g. \"moat\"".into()));
+            DEFAULT_API_GROUP.to_string()
+        }
+        Some(g) => g.get_ref().clone(),
+        None => DEFAULT_API_GROUP.to_string(),
+    };
+    ApiSettings { socket, group }
+}
+
+fn valid_group(g: &str) -> bool {
+    !g.is_empty()
+        && g.len() <= 32
+        && !g.starts_with('-')
+        && g.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+}
+
+pub(crate) fn metrics(c: &mut Checker<'_>, raw: Option<&Spanned<RawMetrics>>) -> MetricsSettings {
+    let d = MetricsSettings::default();
+    let Some(r) = raw.map(Spanned::get_ref) else { return d };
+    let listen = match &r.listen {
+        None => d.listen,
+        Some(v) if v.get_ref() == "off" => None,
+        Some(v) => match v.get_ref().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                c.err(
+                    v,
+                    format!("`listen` = {:?} is not an address:port", v.get_ref()),
+                    Some("e.g. \"127.0.0.1:9469\" or \"[::1]:9469\", or \"off\"".into()),
+                );
+                d.listen
+            }
+        },
+    };
+    MetricsSettings {
+        listen,
+        max_labeled_devices: bounded(
+            c,
+            r.max_labeled_devices.as_ref(),
+            "max_labeled_devices",
+            (0, 100_000),
+            d.max_labeled_devices,
+        ),
+    }
+}
 
 pub(crate) fn log(c: &mut Checker<'_>, raw: Option<&Spanned<RawLog>>) -> LogSettings {
     let d = LogSettings::default();

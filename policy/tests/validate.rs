@@ -91,7 +91,7 @@ fn unknown_key_is_located() {
     let text = GOOD.replace("wan = \"wan0\"", "wan = \"wan0\"\nlna = \"x\"");
     assert_eq!(
         only_error(&text),
-        "5:1: unknown field `lna`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `dns_ttl_floor`, `mud_dir`, `state_dir`, `pin_dir`, `on_failure`"
+        "5:1: unknown field `lna`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `approved_policy`, `dns_ttl_floor`, `mud_dir`, `state_dir`, `pin_dir`, `on_failure`"
     );
     let text = GOOD.replace("name = \"camera\"", "name = \"camera\"\ncolour = \"red\"");
     assert!(only_error(&text).starts_with("18:1: unknown field `colour`"), "{}", only_error(&text));

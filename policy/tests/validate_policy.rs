@@ -126,11 +126,11 @@ fn inbound_rate_limit_tags_and_defaults_are_checked() {
     assert_eq!(error("[defaults]\nblock = [\"gopher\"]\n"), "5:10: unknown traffic class \"gopher\" in `block`");
     assert_eq!(
         error("[gateway2]\n"),
-        "4:2: unknown field `gateway2`, expected one of `gateway`, `classifier`, `defaults`, `policies`, `devices`, `groups`, `mqtt`, `log`"
+        "4:2: unknown field `gateway2`, expected one of `gateway`, `classifier`, `defaults`, `policies`, `devices`, `groups`, `mqtt`, `api`, `metrics`, `log`"
     );
     assert_eq!(
         error("[policies.a]\n[gateway.x]\n"),
-        "5:10: unknown field `x`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `dns_ttl_floor`, `mud_dir`, `state_dir`, `pin_dir`, `on_failure`"
+        "5:10: unknown field `x`, expected one of `lan`, `wan`, `run_dir`, `unknown_policy`, `approved_policy`, `dns_ttl_floor`, `mud_dir`, `state_dir`, `pin_dir`, `on_failure`"
     );
 }
 
