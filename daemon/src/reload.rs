@@ -5,8 +5,6 @@
 //! either way (conntrack is untouched, and the classifier re-reads a flow's
 //! device policy when the policy generation moves).
 
-use std::path::Path;
-
 use moat_policy::{nft as ruleset, Config, Diagnostics};
 use tracing::{info, warn};
 
@@ -33,14 +31,6 @@ pub struct Reloaded {
     pub config: Config,
     /// The tables were replaced whole (their learned elements need restoring).
     pub replaced: bool,
-}
-
-/// Applies the config at `path` over `current`.
-/// `extra` is config text appended to the file (policies and devices moat
-/// added itself, from local MUD files).
-pub fn reload(kernel: &mut Kernel, current: &Config, path: &Path, extra: &str) -> Result<Reloaded, ReloadError> {
-    let new = Config::load_with(path, extra).map_err(ReloadError::Config)?;
-    apply(kernel, current, new)
 }
 
 /// Applies `new` over `current` (nft first, then the classifier's maps).

@@ -68,9 +68,15 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), RunError> {
 
     let ring = kernel.take_events().ok_or(KernelError::Missing { what: "map", name: "EVENTS" })?;
     let mqtt = start_mqtt(&cfg);
+    let (scrape_tx, scrapes) = tokio::sync::mpsc::channel(4);
+    if let Some(listen) = cfg.metrics.listen {
+        if let Err(e) = crate::metrics::serve::spawn(listen, scrape_tx).await {
+            error!(%listen, error = %e, "metrics endpoint not started; enforcing without it");
+        }
+    }
     let mut daemon = Daemon::new(kernel, cfg, path);
     daemon.mqtt = mqtt;
-    let result = serve(&mut daemon, ring).await;
+    let result = serve(&mut daemon, ring, Inbox { scrapes }).await;
 
     let on_failure = daemon.cfg.gateway.on_failure;
     let pin_dir = PathBuf::from(&daemon.cfg.gateway.pin_dir);
@@ -132,7 +138,14 @@ pub struct Daemon {
     pub mqtt: Result<Option<crate::mqtt::Mqtt>, String>,
     /// Line budget for per-packet events (blocked flows, new devices).
     pub packet_log: crate::logging::PacketLog,
+    /// Counters kept for the Prometheus endpoint.
+    pub metrics: crate::metrics::Metrics,
     seq: u64,
+}
+
+/// What other tasks ask of the main loop.
+struct Inbox {
+    scrapes: tokio::sync::mpsc::Receiver<crate::metrics::serve::Scrape>,
 }
 
 impl Daemon {
@@ -153,6 +166,7 @@ impl Daemon {
             mud: mud_dir::Applied::default(),
             mqtt: Ok(None),
             packet_log,
+            metrics: crate::metrics::Metrics::new(),
             seq: 0,
         }
     }
@@ -175,13 +189,10 @@ impl Daemon {
     fn try_mud(&mut self, mac: &str, payload: &[u8]) {
         let Some(extra) = self.mud.fragment_for(&self.cfg, mac, payload) else { return };
         let all = format!("{}{extra}", self.mud.extra);
-        let result = Config::load_with(&self.path, &all)
-            .map_err(reload::ReloadError::Config)
-            .and_then(|new| reload::apply(&mut self.kernel, &self.cfg, new));
-        match result {
-            Ok(done) => {
-                info!(mac, policy = %done.config.devices.last().map_or("?", |d| d.policy.as_str()), "applied a local MUD file");
-                self.adopt(done);
+        let result = Config::load_with(&self.path, &all).map_err(reload::ReloadError::Config);
+        match result.and_then(|new| self.apply_config(new)) {
+            Ok(()) => {
+                info!(mac, policy = %self.cfg.devices.last().map_or("?", |d| d.policy.as_str()), "applied a local MUD file");
                 self.mud.commit(mac, all);
             }
             Err(e) => warn!(mac, error = %e, "applying a local MUD file failed"),
@@ -223,6 +234,7 @@ impl Daemon {
         while let Some(item) = ring.next() {
             if let Some(e) = self.events.record(&item) {
                 self.log_event(&e);
+                self.metrics.on_event(&e);
                 let payload = crate::events::payload(&item);
                 self.learner.on_event(&self.cfg, &e, payload, &mut scripts);
                 if let Ok(inv) = &mut self.inventory {
@@ -260,23 +272,47 @@ impl Daemon {
         }
     }
 
-    fn reload(&mut self) {
-        match reload::reload(&mut self.kernel, &self.cfg, &self.path, &self.mud.extra) {
+    /// Puts `new` into force (timed, counted); on failure the previous
+    /// config stays, and the learned elements a restored table lost are put back.
+    pub fn apply_config(&mut self, new: Config) -> Result<(), reload::ReloadError> {
+        let started = std::time::Instant::now();
+        let result = reload::apply(&mut self.kernel, &self.cfg, new);
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
             Ok(done) => {
+                self.metrics.observe_apply("ok", seconds);
                 self.adopt(done);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.observe_apply("failed", seconds);
+                let scripts = self.learner.restore(&self.cfg);
+                self.apply_learned("restored learned elements", &scripts);
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-reads the config file (SIGHUP, `moat reload`).
+    pub fn reload(&mut self) -> Result<(), reload::ReloadError> {
+        let result = Config::load_with(&self.path, &self.mud.extra)
+            .map_err(reload::ReloadError::Config)
+            .and_then(|new| self.apply_config(new));
+        match &result {
+            Ok(()) => {
+                self.metrics.observe_reload("ok");
                 self.reloads_ok += 1;
                 self.last_reload_error = None;
             }
             Err(e) => {
-                // A failed apply may have put the previous tables back whole,
-                // emptying the learned sets: restore them (adds are idempotent).
-                let scripts = self.learner.restore(&self.cfg);
-                self.apply_learned("restored learned elements", &scripts);
+                let kind = if matches!(e, reload::ReloadError::Config(_)) { "invalid" } else { "failed" };
+                self.metrics.observe_reload(kind);
                 self.reloads_failed += 1;
                 error!(error = %e, "reload failed; still enforcing the previous config");
                 self.last_reload_error = Some(e.to_string());
             }
         }
+        result
     }
 
     /// Writes a status snapshot; failures are logged, never fatal (enforcement
@@ -295,7 +331,7 @@ impl Daemon {
     }
 }
 
-async fn serve(d: &mut Daemon, ring: RingBuf<MapData>) -> Result<(), RunError> {
+async fn serve(d: &mut Daemon, ring: RingBuf<MapData>, mut inbox: Inbox) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
@@ -326,7 +362,14 @@ async fn serve(d: &mut Daemon, ring: RingBuf<MapData>) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr1.recv() => {}
-            _ = hup.recv() => d.reload(),
+            _ = hup.recv() => {
+                let _ = d.reload();
+            }
+            Some(reply) = inbox.scrapes.recv() => {
+                d.drain(ring.get_mut());
+                let _ = reply.send(crate::metrics::render(d));
+                continue;
+            }
             _ = tick.tick() => {}
             _ = drain_tick.tick() => {
                 d.drain(ring.get_mut());
