@@ -80,7 +80,8 @@ impl Decisions {
         }
         let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(&self.by_mac).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp).map_err(io)?;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp).map_err(io)?;
         f.write_all(&body).and_then(|()| f.sync_all()).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
@@ -170,7 +171,10 @@ policy = "camera"
         let _ = std::fs::remove_dir_all(&dir);
         let mut d = Decisions::open(&dir).unwrap();
         assert!(d.by_mac.is_empty());
-        d.by_mac.insert(mac("02:77:00:00:00:09"), Decision { policy: Some("open".into()), since: 5, ..Decision::default() });
+        d.by_mac.insert(
+            mac("02:77:00:00:00:09"),
+            Decision { policy: Some("open".into()), since: 5, ..Decision::default() },
+        );
         d.save().unwrap();
         let again = Decisions::open(&dir).unwrap();
         assert_eq!(again.by_mac, d.by_mac);

@@ -136,7 +136,8 @@ pub struct Response {
 
 impl Response {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
-        let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+        let mut body =
+            serde_json::to_vec_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
         body.push(b'\n');
         Response { status, content_type: "application/json", body, allow: None }
     }
@@ -170,7 +171,8 @@ fn reason(status: u16) -> &'static str {
 
 /// The status line and headers of a response.
 pub fn head(status: u16, content_type: &str, length: Option<usize>, allow: Option<&str>) -> String {
-    let mut h = format!("HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n", reason(status));
+    let mut h =
+        format!("HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n", reason(status));
     if let Some(n) = length {
         h.push_str(&format!("Content-Length: {n}\r\n"));
     }
@@ -187,6 +189,25 @@ pub async fn write_response<W: AsyncWrite + Unpin>(w: &mut W, r: &Response) -> s
     w.flush().await
 }
 
+/// After refusing a request early: ends our side, then reads and drops what
+/// the client is still sending (bounded), so closing with unread data does
+/// not reset the connection before the client has read the refusal.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
+    const MAX_DISCARD: usize = 1 << 20;
+    let _ = s.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let mut seen = 0;
+    let discard = async {
+        while seen < MAX_DISCARD {
+            match s.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), discard).await;
+}
+
 #[cfg(test)]
 #[allow(clippy::panic, clippy::unwrap_used)] // a failing test panics
 mod tests {
@@ -198,11 +219,15 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_read_with_query_and_body() {
-        let req = parse(b"POST /v1/devices/cam/quarantine?x=1&follow HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdEXTRA", 10)
-            .await
-            .unwrap();
+        let req =
+            parse(b"POST /v1/devices/cam/quarantine?x=1&follow HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdEXTRA", 10)
+                .await
+                .unwrap();
         assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/devices/cam/quarantine"));
-        assert_eq!((req.query_param("x"), req.query_param("follow"), req.query_param("y")), (Some("1"), Some(""), None));
+        assert_eq!(
+            (req.query_param("x"), req.query_param("follow"), req.query_param("y")),
+            (Some("1"), Some(""), None)
+        );
         assert_eq!(req.body, b"abcd");
     }
 

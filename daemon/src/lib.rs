@@ -3,6 +3,8 @@
 //! reporting counters. `main.rs` is the CLI on top.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod cli;
 pub mod decisions;
 pub mod dhcp;
 pub mod discover;
@@ -21,6 +23,7 @@ pub mod neighbours;
 pub mod nft;
 pub mod oui;
 pub mod pins;
+pub mod plan;
 pub mod reload;
 pub mod run;
 pub mod status;

@@ -1,4 +1,5 @@
-//! The `moat` command line: run the daemon, check or plan a config.
+//! The `moat` command line: run the daemon, check or plan a config, and talk
+//! to a running daemon (status, devices, decisions, events) over its socket.
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode};
@@ -12,8 +13,19 @@ const EXIT_RUNTIME: u8 = 1;
 const DEFAULT_CONFIG: &str = "/etc/moat/moat.toml";
 
 #[derive(Parser, Debug)]
-#[command(name = "moat", version, about = "Protects a home's IoT devices from the gateway")]
+#[command(
+    name = "moat",
+    version,
+    about = "Protects a home's IoT devices from the gateway",
+    after_help = "Exit codes: 0 done, 1 failed, 2 invalid config or request, 3 daemon not running, 4 permission denied."
+)]
 struct Cli {
+    /// The running daemon's control socket.
+    #[arg(long, global = true, env = "MOAT_SOCKET", default_value = moat::cli::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the daemon's JSON answer instead of tables (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,11 +42,16 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Print the nftables ruleset and device table a config compiles to.
+    /// Print the nftables ruleset and device table the running daemon
+    /// enforces, or (with --config) that a config file compiles to.
     Plan {
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Api(moat::cli::ApiCommand),
+    /// Print a shell completion script (e.g. `moat completions bash > /etc/bash_completion.d/moat`).
+    Completions { shell: clap_complete::Shell },
     /// Take enforcement down on purpose: delete moat's nft tables and the
     /// pinned classifier (which detaches it). Stop the daemon first.
     Stop {
@@ -45,7 +62,7 @@ enum Command {
         remove: bool,
     },
     /// Delete everything moat holds about a device: its inventory rows and its
-    /// counters. Run it while the daemon is stopped.
+    /// counters, while the daemon is stopped (running: `moat device X forget`).
     Forget {
         /// The device's MAC address.
         mac: String,
@@ -112,7 +129,15 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let opts = moat::cli::Opts { socket: cli.socket, json: cli.json };
     match cli.command {
+        Command::Api(cmd) => moat::cli::run(&cmd, &opts),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "moat", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Plan { config: None } => moat::cli::plan(&opts),
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
                 println!("{}: ok ({} devices, {} policies)", config.display(), cfg.devices.len(), cfg.policies.len());
@@ -120,9 +145,9 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Plan { config } => match load(&config) {
+        Command::Plan { config: Some(config) } => match load(&config) {
             Ok(cfg) => {
-                print!("{}", plan(&cfg));
+                print!("{}", moat::plan::render(&cfg));
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -181,22 +206,6 @@ fn run(cfg: Config, path: PathBuf) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
-}
-
-fn plan(cfg: &Config) -> String {
-    let mut out = moat_policy::nft::ruleset(cfg);
-    out.push_str("\n# classifier device table (DEVICES map)\n");
-    for d in &cfg.devices {
-        let blocked = cfg.policy_of(d).blocked_names().join(",");
-        out.push_str(&format!("# id {:>5}  {}  {:<20} policy={} block=[{}]\n", d.id, d.mac, d.name, d.policy, blocked));
-    }
-    let unknown = cfg.unknown_policy();
-    out.push_str(&format!(
-        "# unknown devices: block=[{}] quarantine={}\n",
-        unknown.blocked_names().join(","),
-        unknown.quarantine
-    ));
-    out
 }
 
 fn mud_import(file: &std::path::Path, device: &str, name: Option<&str>, output: Option<&std::path::Path>) -> ExitCode {

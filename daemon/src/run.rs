@@ -52,8 +52,10 @@ pub enum RunError {
 
 /// Enforces the config at `path` (already loaded as `cfg`) until
 /// SIGTERM/SIGINT, then removes what it installed. SIGHUP reloads it.
-pub async fn run(cfg: Config, path: PathBuf) -> Result<(), RunError> {
+pub async fn run(base: Config, path: PathBuf) -> Result<(), RunError> {
     let started = std::time::Instant::now();
+    let decisions = open_decisions(Path::new(&base.gateway.state_dir));
+    let cfg = decisions.apply(base.clone());
     let limits = Limits::from_config(&cfg);
     let pins = pins::prepare(Path::new(&cfg.gateway.pin_dir))?;
     pins::check_compatible(&pins, limits)?;
@@ -74,9 +76,18 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), RunError> {
             error!(%listen, error = %e, "metrics endpoint not started; enforcing without it");
         }
     }
+    let feed = crate::api::feed::Feed::default();
+    let (call_tx, calls) = tokio::sync::mpsc::channel(16);
+    let api_socket = crate::api::socket::spawn(&cfg.api, call_tx, feed.clone()).map_err(|e| {
+        error!(error = %e, "control API not started; enforcing without it");
+    });
     let mut daemon = Daemon::new(kernel, cfg, path);
     daemon.mqtt = mqtt;
-    let result = serve(&mut daemon, ring, Inbox { scrapes }).await;
+    (daemon.base, daemon.decisions, daemon.feed, daemon.started) = (base, decisions, feed, started);
+    let result = serve(&mut daemon, ring, Inbox { scrapes, calls }).await;
+    if let Ok(p) = api_socket {
+        let _ = std::fs::remove_file(p);
+    }
 
     let on_failure = daemon.cfg.gateway.on_failure;
     let pin_dir = PathBuf::from(&daemon.cfg.gateway.pin_dir);
@@ -121,7 +132,15 @@ fn notify_ready() {
 #[derive(Debug)]
 pub struct Daemon {
     pub kernel: Kernel,
+    /// What is in force: `base` with the runtime decisions laid over it.
     pub cfg: Config,
+    /// The config file (plus local MUD imports) as last loaded.
+    pub base: Config,
+    /// Approvals, quarantines and policies set through the API.
+    pub decisions: crate::decisions::Decisions,
+    /// The API's live event stream.
+    pub feed: crate::api::feed::Feed,
+    pub started: std::time::Instant,
     pub path: PathBuf,
     pub events: Events,
     pub learner: Learner,
@@ -146,6 +165,7 @@ pub struct Daemon {
 /// What other tasks ask of the main loop.
 struct Inbox {
     scrapes: tokio::sync::mpsc::Receiver<crate::metrics::serve::Scrape>,
+    calls: tokio::sync::mpsc::Receiver<crate::api::Call>,
 }
 
 impl Daemon {
@@ -154,7 +174,11 @@ impl Daemon {
         let packet_log = crate::logging::PacketLog::new(cfg.log.packet_events_per_minute);
         Daemon {
             kernel,
+            base: cfg.clone(),
             cfg,
+            decisions: crate::decisions::Decisions::detached(),
+            feed: crate::api::feed::Feed::default(),
+            started: std::time::Instant::now(),
             path,
             events: Events::default(),
             learner: Learner::default(),
@@ -190,7 +214,7 @@ impl Daemon {
         let Some(extra) = self.mud.fragment_for(&self.cfg, mac, payload) else { return };
         let all = format!("{}{extra}", self.mud.extra);
         let result = Config::load_with(&self.path, &all).map_err(reload::ReloadError::Config);
-        match result.and_then(|new| self.apply_config(new)) {
+        match result.and_then(|base| self.apply_base(base)) {
             Ok(()) => {
                 info!(mac, policy = %self.cfg.devices.last().map_or("?", |d| d.policy.as_str()), "applied a local MUD file");
                 self.mud.commit(mac, all);
@@ -235,6 +259,7 @@ impl Daemon {
             if let Some(e) = self.events.record(&item) {
                 self.log_event(&e);
                 self.metrics.on_event(&e);
+                self.feed.on_event(&self.cfg, &e);
                 let payload = crate::events::payload(&item);
                 self.learner.on_event(&self.cfg, &e, payload, &mut scripts);
                 if let Ok(inv) = &mut self.inventory {
@@ -293,11 +318,28 @@ impl Daemon {
         }
     }
 
+    /// Puts a newly loaded file config into force, decisions laid over it.
+    fn apply_base(&mut self, base: Config) -> Result<(), reload::ReloadError> {
+        self.apply_config(self.decisions.apply(base.clone()))?;
+        self.base = base;
+        Ok(())
+    }
+
+    /// Puts the current decisions into force over the last loaded config.
+    pub fn apply_decisions(&mut self) -> Result<(), reload::ReloadError> {
+        self.apply_config(self.decisions.apply(self.base.clone()))
+    }
+
+    /// Status snapshots written so far.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Re-reads the config file (SIGHUP, `moat reload`).
     pub fn reload(&mut self) -> Result<(), reload::ReloadError> {
         let result = Config::load_with(&self.path, &self.mud.extra)
             .map_err(reload::ReloadError::Config)
-            .and_then(|new| self.apply_config(new));
+            .and_then(|base| self.apply_base(base));
         match &result {
             Ok(()) => {
                 self.metrics.observe_reload("ok");
@@ -365,6 +407,12 @@ async fn serve(d: &mut Daemon, ring: RingBuf<MapData>, mut inbox: Inbox) -> Resu
             _ = hup.recv() => {
                 let _ = d.reload();
             }
+            Some(call) = inbox.calls.recv() => {
+                d.drain(ring.get_mut());
+                let answer = crate::api::handle::handle(d, call.command);
+                let _ = call.reply.send(answer);
+                continue;
+            }
             Some(reply) = inbox.scrapes.recv() => {
                 d.drain(ring.get_mut());
                 let _ = reply.send(crate::metrics::render(d));
@@ -400,6 +448,15 @@ async fn serve(d: &mut Daemon, ring: RingBuf<MapData>, mut inbox: Inbox) -> Resu
 /// The inventory database file in the state directory.
 pub fn inventory_path(state_dir: &Path) -> PathBuf {
     state_dir.join("inventory.sqlite3")
+}
+
+/// The runtime decisions; an unreadable file is reported and moat enforces
+/// the config alone (it does not guess, and does not overwrite the file).
+fn open_decisions(state_dir: &Path) -> crate::decisions::Decisions {
+    crate::decisions::Decisions::open(state_dir).unwrap_or_else(|e| {
+        error!(error = %e, "device decisions unavailable; enforcing the config alone");
+        crate::decisions::Decisions::detached()
+    })
 }
 
 fn open_inventory(state_dir: &Path) -> Result<Inventory, String> {

@@ -98,7 +98,14 @@ fn nonzero(names: &[&'static str], values: &[u64]) -> BTreeMap<&'static str, u64
     names.iter().zip(values).filter(|(_, n)| **n > 0).map(|(k, n)| (*k, *n)).collect()
 }
 
-fn report(name: &str, id: u32, mac: String, policy_name: &str, policy: &Policy, s: &DeviceStats) -> DeviceReport {
+pub(crate) fn report(
+    name: &str,
+    id: u32,
+    mac: String,
+    policy_name: &str,
+    policy: &Policy,
+    s: &DeviceStats,
+) -> DeviceReport {
     let mut classes = BTreeMap::new();
     for (c, per_dir) in s.traffic.iter().enumerate() {
         let dirs: BTreeMap<_, _> = per_dir

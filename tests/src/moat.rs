@@ -119,6 +119,16 @@ impl Moat {
         Ok(latest)
     }
 
+    /// The control socket at its default place (`[api]` not set).
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("moat.sock")
+    }
+
+    /// Runs `moat --socket <socket> args...` (the CLI talks to this daemon).
+    pub fn cli(&self, args: &[&str]) -> Result<CliRun> {
+        cli_as(&[], &binary()?, &self.socket(), args)
+    }
+
     /// SIGKILL: the daemon dies without cleaning up anything.
     pub fn kill9(&mut self) -> Result<()> {
         let mut child = self.child.take().context("moat already stopped")?;
@@ -151,6 +161,43 @@ impl Drop for Moat {
             }
         }
     }
+}
+
+/// What a CLI command printed, and its exit code.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The output parsed as JSON (for `--json` runs).
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.stdout).with_context(|| format!("not JSON: {self:?}"))
+    }
+}
+
+/// Runs the moat CLI `bin` against `socket`, behind `prefix` (e.g. a
+/// `setpriv` invocation that drops to another user, who must be able to
+/// reach `bin`).
+pub fn cli_as(prefix: &[&str], bin: &std::path::Path, socket: &std::path::Path, args: &[&str]) -> Result<CliRun> {
+    let (program, rest) = match prefix.split_first() {
+        Some((p, rest)) => (std::ffi::OsString::from(p), rest),
+        None => (bin.as_os_str().to_owned(), &[][..]),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    if !prefix.is_empty() {
+        cmd.arg(bin);
+    }
+    let out =
+        cmd.arg("--socket").arg(socket).args(args).stdin(Stdio::null()).output().context("running the moat CLI")?;
+    Ok(CliRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// The per-device entry named `name` in a status snapshot.
