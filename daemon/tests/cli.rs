@@ -1,4 +1,4 @@
-//! The `moat` binary's offline commands: check, plan, --version. No root needed.
+//! The `moat` binary without a daemon: check, plan, --version, completions, and what the API commands say when no daemon runs. No root needed.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a failing test panics
 
 use std::{path::PathBuf, process::Command};
@@ -133,4 +133,32 @@ fn mud_import_prints_a_policy_and_reports_what_it_left_out() {
     let (code, _, err) = moat(&["mud", "import", &bad.display().to_string(), "--device", "02:77:00:00:00:07"]);
     assert_eq!(code, 2);
     assert!(err.contains("missing \"ietf-access-control-list:acls\".acl"), "{err}");
+}
+
+#[test]
+fn completions_cover_the_api_commands() {
+    let (code, bash, _) = moat(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    for word in ["devices", "quarantine", "approve", "events", "--follow", "--socket"] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    let (code, zsh, _) = moat(&["completions", "zsh"]);
+    assert!(code == 0 && zsh.starts_with("#compdef moat"), "{zsh}");
+    let (code, _, err) = moat(&["completions", "fish-ish"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn api_commands_without_a_daemon_say_so_and_exit_3() {
+    let sock = write("absent.sock", "").with_file_name("none.sock");
+    let s = sock.display().to_string();
+    let (code, _, err) = moat(&["--socket", &s, "devices"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.starts_with(&format!("moat: moat is not running (no control socket at {s}")), "{err}");
+    let (code, _, err) = moat(&["plan", "--socket", &s]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("moat plan --config FILE"), "{err}");
+    let (code, _, err) = moat(&["device", "cam", "quarantine"]);
+    assert_eq!(code, 2, "a quarantine needs a reason: {err}");
+    assert!(err.contains("--reason"), "{err}");
 }
