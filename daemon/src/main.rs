@@ -285,6 +285,18 @@ fn forget(cfg: &Config, mac: &str) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    let state_dir = std::path::Path::new(&cfg.gateway.state_dir);
+    match moat::decisions::Decisions::open(state_dir) {
+        Ok(mut decisions) => {
+            if decisions.by_mac.remove(&mac).is_some() {
+                match decisions.save() {
+                    Ok(()) => println!("{mac}: decision removed"),
+                    Err(e) => eprintln!("{mac}: removing its decision failed: {e}"),
+                }
+            }
+        }
+        Err(e) => eprintln!("{mac}: decisions not read: {e}"),
+    }
     if let Some(d) = cfg.devices.iter().find(|d| d.mac == mac) {
         match moat::mqtt::cli::revoke(cfg, &d.name) {
             Ok(true) => println!("{mac}: MQTT password removed"),

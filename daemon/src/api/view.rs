@@ -71,7 +71,7 @@ pub fn device(d: &Daemon, mac: MacAddr, dev: Option<&Device>) -> DeviceView {
     });
     let quarantine_reason = match (&decision, dev) {
         (Some(Decision { quarantine: Some(r), .. }), _) => Some(r.clone()),
-        (_, None) => Some("unknown device: not in the config".into()),
+        (_, None) if policy.quarantine => Some("unknown device: not in the config".into()),
         (_, Some(_)) if policy.quarantine => Some(format!("policy {policy_name:?} quarantines")),
         _ => None,
     };

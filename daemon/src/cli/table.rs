@@ -28,6 +28,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
                 out.push_str("  ");
             }
         }
+        let mut out = out.trim_end().to_string();
         out.push('\n');
         out
     };

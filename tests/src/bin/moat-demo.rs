@@ -34,7 +34,7 @@ fn demo() -> Result<()> {
     // The bundled config as shipped; only the run and pin directories move into the lab.
     let config = config
         .replace("run_dir = \"/run/moat\"", "run_dir = \"@RUN_DIR@\"")
-        .replace("pin_dir = \"/sys/fs/bpf/moat\"", "pin_dir = \"@PIN_DIR@\"");
+        .replace("pin_dir = \"/sys/fs/bpf/moat\"", "pin_dir = \"@PIN_DIR@\"\nstate_dir = \"@STATE_DIR@\"");
     let moat = Moat::start(&lab, &config)?;
     println!("moat demo: a gateway with {} devices, moat enforcing packaging/moat.example.toml", DEVICES.len());
     println!("\ntraffic (real tools in each device's network namespace, to a server in the lab's 'internet'):");
@@ -60,6 +60,34 @@ fn demo() -> Result<()> {
 
     let status = moat.status()?;
     summary(&status, &lab)?;
+    steer(&moat, &lab, &web)
+}
+
+/// The CLI on the running daemon: the device table, then approving the
+/// unknown device, whose web traffic then passes.
+fn steer(moat: &Moat, lab: &Lab, web: &str) -> Result<()> {
+    let show = |args: &[&str]| -> Result<()> {
+        let run = moat.cli(args)?;
+        let quoted: Vec<String> =
+            args.iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.to_string() }).collect();
+        println!("\n$ moat {}", quoted.join(" "));
+        for line in run.stdout.lines().chain(run.stderr.lines()) {
+            println!("  {line}");
+        }
+        Ok(())
+    };
+    show(&["devices"])?;
+    let (_, mac) = DEVICES[2];
+    show(&["device", mac, "approve", "--policy", "thermostat", "--name", "printer"])?;
+    let ns = &lab.devices[2].ns;
+    attempt(
+        "printer",
+        "web page (http), once approved",
+        &["curl", "-s", "-o", "/dev/null", "--max-time", "3", web],
+        ns,
+    )?;
+    show(&["device", "printer", "quarantine", "--reason", "demo: cut off again"])?;
+    attempt("printer", "web page (http), quarantined", &["curl", "-s", "-o", "/dev/null", "--max-time", "3", web], ns)?;
     Ok(())
 }
 
