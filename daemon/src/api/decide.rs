@@ -78,7 +78,10 @@ pub fn approve(d: &mut Daemon, sel: &str, policy: Option<String>, name: Option<S
     let policy = match (policy, &listed) {
         (Some(p), _) => Some(p),
         (None, Some(x)) if x.policy == QUARANTINE => {
-            return Response::error(400, format!("the config file quarantines {}; name the policy it should have", x.name));
+            return Response::error(
+                400,
+                format!("the config file quarantines {}; name the policy it should have", x.name),
+            );
         }
         (None, Some(_)) => None,
         (None, None) => match d.cfg.gateway.approved_policy.clone() {
