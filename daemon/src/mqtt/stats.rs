@@ -1,5 +1,5 @@
-//! MQTT counters, per device and in total, for the status snapshot (and the
-//! metrics later). A session looks its device's counters up once and bumps
+//! MQTT counters, per device and in total, for the status snapshot and the
+//! metrics (`Stats::totals`). A session looks its device's counters up once and bumps
 //! atomics from then on: no lock per message.
 
 use std::{
