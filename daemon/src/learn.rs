@@ -20,6 +20,9 @@ const HOST_REFRESH: Duration = Duration::from_secs(30 * 60);
 /// Device addresses remembered for inbound openings (the nft sets hold 4096 per policy).
 const MAX_HOSTS: usize = 4096;
 
+/// How long nft keeps a hosts set element (the sets' `timeout 1h`).
+const HOST_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
 /// An element's lifetime from a record's TTL: at least the floor, at least a
 /// second (0 would mean "never expires" to nft), at most a day; a TTL with
 /// the top bit set counts as 0 (RFC 2181 §8).
@@ -53,6 +56,16 @@ pub struct Learner {
     pub hosts_unverified: u64,
 }
 
+/// Learned addresses still in the nft sets by moat's own record (their
+/// timeouts have not passed): for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// (policy, address) pairs in DNS allowlist sets.
+    pub dns: usize,
+    /// (policy, address) pairs in hosts sets.
+    pub hosts: usize,
+}
+
 /// The policy of a device id (0 = unknown devices).
 pub fn policy_for(cfg: &Config, device_id: u32) -> Option<(&str, &Policy)> {
     let name = match cfg.devices.iter().find(|d| d.id == device_id) {
@@ -64,6 +77,15 @@ pub fn policy_for(cfg: &Config, device_id: u32) -> Option<(&str, &Policy)> {
 }
 
 impl Learner {
+    /// What the learned sets hold now, as far as moat knows.
+    pub fn live(&self) -> Live {
+        let now = Instant::now();
+        Live {
+            dns: self.dns_seen.values().filter(|r| r.expires > now).count(),
+            hosts: self.hosts_seen.values().filter(|t| t.elapsed() < HOST_LIFETIME).count(),
+        }
+    }
+
     /// Appends to `script` the nft elements this event teaches, if any.
     /// Each answer is its own transaction, so one rejected element cannot
     /// cost the others.

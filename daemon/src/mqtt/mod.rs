@@ -36,6 +36,7 @@ use std::{
 use moat_policy::Config;
 use tracing::info;
 
+pub use stats::{DeviceTotals, Totals};
 pub use view::View;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,11 @@ impl Mqtt {
     pub fn update(&self, cfg: &Config) {
         let view = Arc::new(View::from_config(cfg));
         *self.front.view.write().unwrap_or_else(std::sync::PoisonError::into_inner) = view;
+    }
+
+    /// Counters summed over devices (for the metrics).
+    pub fn totals(&self) -> Totals {
+        Totals { sessions: self.front.router.sessions(), ..self.front.stats.totals() }
     }
 
     /// Counters for the status snapshot.

@@ -1,5 +1,5 @@
-//! MQTT counters, per device and in total, for the status snapshot (and the
-//! metrics later). A session looks its device's counters up once and bumps
+//! MQTT counters, per device and in total, for the status snapshot and the
+//! metrics (`Stats::totals`). A session looks its device's counters up once and bumps
 //! atomics from then on: no lock per message.
 
 use std::{
@@ -21,9 +21,19 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
         }
 
+        /// The same counters as plain numbers, summed over devices (for the metrics).
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct DeviceTotals {
+            $(pub $name: u64,)*
+        }
+
         impl DeviceCounters {
             fn json(&self) -> serde_json::Value {
                 serde_json::json!({ $(stringify!($name): self.$name.load(Ordering::Relaxed),)* })
+            }
+
+            fn add_to(&self, t: &mut DeviceTotals) {
+                $(t.$name += self.$name.load(Ordering::Relaxed);)*
             }
         }
     };
@@ -65,6 +75,19 @@ pub fn dec(c: &AtomicU64) {
     c.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// The service's counters at one moment, as plain numbers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub devices: DeviceTotals,
+    pub handshake_failures: u64,
+    pub handshake_timeouts: u64,
+    pub over_capacity: u64,
+    pub over_device_limit: u64,
+    pub unknown_peer: u64,
+    /// Sessions the router holds now.
+    pub sessions: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     devices: Mutex<BTreeMap<String, Arc<DeviceCounters>>>,
@@ -95,6 +118,22 @@ impl Stats {
         }
         *last = Some(now);
         true
+    }
+
+    /// Every counter summed over devices, plus the listener's.
+    pub fn totals(&self) -> Totals {
+        let mut devices = DeviceTotals::default();
+        super::lock(&self.devices).values().for_each(|c| c.add_to(&mut devices));
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Totals {
+            devices,
+            handshake_failures: load(&self.handshake_failures),
+            handshake_timeouts: load(&self.handshake_timeouts),
+            over_capacity: load(&self.over_capacity),
+            over_device_limit: load(&self.over_device_limit),
+            unknown_peer: load(&self.unknown_peer),
+            sessions: 0,
+        }
     }
 
     pub fn snapshot(&self) -> serde_json::Value {
