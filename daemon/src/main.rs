@@ -202,7 +202,15 @@ fn run(cfg: Config, path: PathBuf) -> ExitCode {
     match rt.block_on(moat::run::run(cfg, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "moat stopped");
+            let text = e.to_string();
+            tracing::error!(error = %text, "moat stopped");
+            // EPERM from bpf(2), tc or nft: say which privileges, not just "not permitted".
+            if text.contains("Operation not permitted") {
+                tracing::error!(
+                    "moat lacks a privilege: it needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+                     (docs/capabilities.md); run it from systemd/moat.service or as root"
+                );
+            }
             ExitCode::from(EXIT_RUNTIME)
         }
     }

@@ -43,6 +43,12 @@ impl Moat {
     /// Writes `config` (with `@RUN_DIR@` replaced) and starts moat in the gateway
     /// namespace; returns once the classifier is attached and the nft table exists.
     pub fn start(lab: &Lab, config: &str) -> Result<Self> {
+        Moat::start_as(lab, config, &[binary()?.display().to_string()])
+    }
+
+    /// Like `start`, with `program` (a wrapper such as `setpriv ...` that
+    /// ends with the moat binary to run) in place of the test's binary.
+    pub fn start_as(lab: &Lab, config: &str, program: &[String]) -> Result<Self> {
         let run_dir = lab.dir.join("run");
         // A previous run's snapshot is not readiness.
         let _ = std::fs::remove_file(run_dir.join("status.json"));
@@ -51,7 +57,7 @@ impl Moat {
         let log = lab.dir.join("moat.log");
         let child = Command::new("ip")
             .args(["netns", "exec", &lab.gw])
-            .arg(binary()?)
+            .args(program)
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", std::env::var("MOAT_TEST_LOG").unwrap_or_else(|_| "debug".into()))
