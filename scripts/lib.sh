@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for scripts/*: sourced, not run.
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }

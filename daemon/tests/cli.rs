@@ -162,3 +162,24 @@ fn api_commands_without_a_daemon_say_so_and_exit_3() {
     assert_eq!(code, 2, "a quarantine needs a reason: {err}");
     assert!(err.contains("--reason"), "{err}");
 }
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let mut found = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if entry.is_dir() {
+                dirs.push(entry);
+            } else if entry.extension().is_some_and(|e| e == "toml") {
+                found.push(entry);
+            }
+        }
+    }
+    assert!(found.len() >= 2, "the bundled and OpenWrt configs at least: {found:?}");
+    for path in found {
+        let (code, out, err) = moat(&["check", "--config", &path.display().to_string()]);
+        assert_eq!(code, 0, "{}: {out}{err}", path.display());
+    }
+}
