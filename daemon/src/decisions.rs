@@ -5,7 +5,7 @@
 //! restarts; the config file itself is never rewritten.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::Write as _,
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
@@ -41,6 +41,10 @@ pub struct Decision {
     pub quarantine: Option<String>,
     /// Unix time of the last decision.
     pub since: i64,
+    /// Classifier slot of a device the config does not list, kept so that
+    /// approving or forgetting one device never moves another's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
 }
 
 /// All decisions, and where they are kept.
@@ -86,34 +90,51 @@ impl Decisions {
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
 
-    /// The config with the decisions laid over it. A decision the config no
-    /// longer supports (its policy was removed, no device slot left) is
-    /// skipped with a warning: the device falls back to the config's view.
-    pub fn apply(&self, mut cfg: Config) -> Config {
-        let mut next_id = cfg.devices.iter().map(|d| d.id).max().unwrap_or(0) + 1;
-        for (mac, d) in &self.by_mac {
-            let wanted = match (&d.quarantine, &d.policy) {
-                (Some(_), _) => QUARANTINE.to_string(),
-                (None, Some(p)) if cfg.policies.contains_key(p) => p.clone(),
-                (None, Some(p)) => {
-                    warn!(mac = %mac, policy = %p, "decision names a policy the config no longer has; ignored");
-                    continue;
-                }
-                (None, None) => continue,
-            };
+    /// Whether decisions can be kept (false: the file could not be read at start).
+    pub fn is_kept(&self) -> bool {
+        !self.path.as_os_str().is_empty()
+    }
+
+    /// The config with the decisions laid over it. A device the config does
+    /// not list keeps the slot it was given (slots are handed out from the
+    /// top of the table down, away from the config's 1, 2, 3...). A decision
+    /// the config no longer supports (its policy was removed, no slot left)
+    /// is skipped with a warning: the device falls back to the config's view.
+    pub fn apply(&mut self, mut cfg: Config) -> Config {
+        let max = cfg.classifier.max_devices;
+        let mut taken: BTreeSet<u32> = cfg.devices.iter().map(|d| d.id).collect();
+        // Slots already held by listed-elsewhere devices first, so a newcomer never takes them.
+        let held: BTreeSet<u32> = self.by_mac.values().filter_map(|d| d.id).collect();
+        for (mac, d) in self.by_mac.iter_mut() {
+            let Some(policy) = wanted_policy(&cfg, mac, d) else { continue };
             if let Some(dev) = cfg.devices.iter_mut().find(|x| x.mac == *mac) {
-                dev.policy = wanted;
+                dev.policy = policy;
                 continue;
             }
-            if next_id >= cfg.classifier.max_devices {
+            let kept = d.id.filter(|i| *i > 0 && *i < max && !taken.contains(i));
+            let Some(id) = kept.or_else(|| (1..max).rev().find(|i| !taken.contains(i) && !held.contains(i))) else {
                 warn!(mac = %mac, "no device slot left for an approved device ([classifier] max_devices); ignored");
                 continue;
-            }
+            };
+            d.id = Some(id);
+            taken.insert(id);
             let name = unique_name(&cfg, d.name.as_deref(), mac);
-            cfg.devices.push(Device { mac: *mac, name, policy: wanted, id: next_id, tags: Vec::new() });
-            next_id += 1;
+            cfg.devices.push(Device { mac: *mac, name, policy, id, tags: Vec::new() });
         }
         cfg
+    }
+}
+
+/// The policy a decision gives (`None`: it gives none the config allows).
+fn wanted_policy(cfg: &Config, mac: &MacAddr, d: &Decision) -> Option<String> {
+    match (&d.quarantine, &d.policy) {
+        (Some(_), _) => Some(QUARANTINE.to_string()),
+        (None, Some(p)) if cfg.policies.contains_key(p) => Some(p.clone()),
+        (None, Some(p)) => {
+            warn!(mac = %mac, policy = %p, "decision names a policy the config no longer has; ignored");
+            None
+        }
+        (None, None) => None,
     }
 }
 
@@ -157,12 +178,32 @@ policy = "camera"
         d.by_mac.insert(mac("02:77:00:00:00:09"), approved);
         let gone = Decision { policy: Some("removed".into()), ..Decision::default() };
         d.by_mac.insert(mac("02:77:00:00:00:0a"), gone);
-        let out = d.apply(cfg);
+        let out = d.apply(cfg.clone());
         assert_eq!(out.devices.len(), 2, "the decision naming a removed policy is skipped");
         assert_eq!(out.devices[0].policy, QUARANTINE, "quarantine wins over the policy");
         let added = &out.devices[1];
-        assert_eq!((added.id, added.policy.as_str()), (2, "open"));
+        let top = cfg.classifier.max_devices - 1;
+        assert_eq!((added.id, added.policy.as_str()), (top, "open"), "slots come from the top of the table");
         assert_eq!(added.name, "02:77:00:00:00:09", "a name the config already uses falls back to the MAC");
+
+        // Another approval, of a MAC that sorts first, moves nobody.
+        let first = Decision { policy: Some("open".into()), ..Decision::default() };
+        d.by_mac.insert(mac("02:77:00:00:00:02"), first);
+        let out = d.apply(cfg.clone());
+        let id_of = |m: &str| out.devices.iter().find(|x| x.mac == mac(m)).map(|x| x.id);
+        assert_eq!((id_of("02:77:00:00:00:09"), id_of("02:77:00:00:00:02")), (Some(top), Some(top - 1)));
+    }
+
+    #[test]
+    fn no_slot_left_skips_the_device() {
+        let small = CONFIG.replace("[policies.open]", "[classifier]\nmax_devices = 2\n[policies.open]");
+        let cfg = Config::parse(Path::new("t.toml"), &small).unwrap();
+        let mut d = Decisions::detached();
+        for m in ["02:77:00:00:00:08", "02:77:00:00:00:09"] {
+            d.by_mac.insert(mac(m), Decision { policy: Some("open".into()), ..Decision::default() });
+        }
+        let out = d.apply(cfg);
+        assert_eq!(out.devices.len(), 1, "ids 1..max: the camera holds 1, nothing is left");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_len: Option<u32>,
     pub ts_ns: u64,
+    /// Unix time moat read it (the ring is drained every 100 ms; the
+    /// kernel's `ts_ns` is monotonic, not wall-clock).
+    pub time: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -165,6 +168,7 @@ pub fn decode(raw: &[u8]) -> Result<Event, DecodeError> {
         copied: None,
         payload_len: None,
         ts_ns: b.u64(offset_of!(EventHeader, ts_ns)),
+        time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     if need == size_of::<FlowEvent>() {
         e.mac = mac(b.array(offset_of!(FlowEvent, mac)));

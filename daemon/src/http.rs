@@ -76,7 +76,11 @@ async fn read<R: AsyncRead + Unpin>(r: &mut R, max_body: usize) -> Result<Reques
             return Err(HttpError::Malformed("connection closed before the end of the headers".into()));
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some((mut req, head_len, length)) = parse_head(&buf)? {
+        let complete = parse_head(&buf)?;
+        if complete.as_ref().map_or(buf.len(), |(_, head_len, _)| *head_len) > MAX_HEAD {
+            return Err(HttpError::HeadTooLarge);
+        }
+        if let Some((mut req, head_len, length)) = complete {
             if length > max_body {
                 return Err(HttpError::BodyTooLarge(max_body));
             }
@@ -92,9 +96,6 @@ async fn read<R: AsyncRead + Unpin>(r: &mut R, max_body: usize) -> Result<Reques
             req.body = body;
             return Ok(req);
         }
-        if buf.len() > MAX_HEAD {
-            return Err(HttpError::HeadTooLarge);
-        }
     }
 }
 
@@ -107,11 +108,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, HttpError> 
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(HttpError::Malformed(e.to_string())),
     };
-    let mut length = 0usize;
+    let mut length = None;
     for h in parsed.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let text = std::str::from_utf8(h.value).unwrap_or("");
-            length = text.trim().parse().map_err(|_| HttpError::Malformed(format!("Content-Length {text:?}")))?;
+            let text = std::str::from_utf8(h.value).unwrap_or("").trim();
+            // Digits only (no sign), and one header: two lengths are a smuggling attempt.
+            if length.is_some() || text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::Malformed(format!("Content-Length {text:?}")));
+            }
+            length = Some(text.parse().map_err(|_| HttpError::Malformed(format!("Content-Length {text:?}")))?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::Malformed("chunked bodies are not accepted; send Content-Length".into()));
         }
@@ -122,7 +127,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize, usize)>, HttpError> 
         None => (target.to_string(), None),
     };
     let method = parsed.method.unwrap_or("GET").to_string();
-    Ok(Some((Request { method, path, query, body: Vec::new() }, head_len, length)))
+    Ok(Some((Request { method, path, query, body: Vec::new() }, head_len, length.unwrap_or(0))))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +141,8 @@ pub struct Response {
 
 impl Response {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
-        let mut body =
-            serde_json::to_vec_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+        let mut body = serde_json::to_vec_pretty(value)
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string().into_bytes());
         body.push(b'\n');
         Response { status, content_type: "application/json", body, allow: None }
     }
@@ -241,6 +246,10 @@ mod tests {
         assert!(short.to_string().contains("body ended after 2 of 5"), "{short}");
         let head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(parse(head.as_bytes(), 10).await.unwrap_err().status(), Some(431));
+        let signed = parse(b"POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\nab", 10).await.unwrap_err();
+        assert_eq!(signed.status(), Some(400));
+        let twice = parse(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab", 10).await;
+        assert_eq!(twice.unwrap_err().status(), Some(400));
         let chunked = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 10).await.unwrap_err();
         assert_eq!(chunked.status(), Some(400));
     }

@@ -54,8 +54,14 @@ pub enum RunError {
 /// SIGTERM/SIGINT, then removes what it installed. SIGHUP reloads it.
 pub async fn run(base: Config, path: PathBuf) -> Result<(), RunError> {
     let started = std::time::Instant::now();
-    let decisions = open_decisions(Path::new(&base.gateway.state_dir));
+    let mut decisions = open_decisions(Path::new(&base.gateway.state_dir));
     let cfg = decisions.apply(base.clone());
+    // Slots handed out just now are kept from the start.
+    if !decisions.by_mac.is_empty() {
+        if let Err(e) = decisions.save() {
+            warn!(error = %e, "saving device decisions failed");
+        }
+    }
     let limits = Limits::from_config(&cfg);
     let pins = pins::prepare(Path::new(&cfg.gateway.pin_dir))?;
     pins::check_compatible(&pins, limits)?;
@@ -216,7 +222,9 @@ impl Daemon {
         let result = Config::load_with(&self.path, &all).map_err(reload::ReloadError::Config);
         match result.and_then(|base| self.apply_base(base)) {
             Ok(()) => {
-                info!(mac, policy = %self.cfg.devices.last().map_or("?", |d| d.policy.as_str()), "applied a local MUD file");
+                let policy =
+                    self.cfg.devices.iter().find(|d| d.mac.to_string() == mac).map_or("?", |d| d.policy.as_str());
+                info!(mac, policy, "applied a local MUD file");
                 self.mud.commit(mac, all);
             }
             Err(e) => warn!(mac, error = %e, "applying a local MUD file failed"),
@@ -320,14 +328,19 @@ impl Daemon {
 
     /// Puts a newly loaded file config into force, decisions laid over it.
     fn apply_base(&mut self, base: Config) -> Result<(), reload::ReloadError> {
-        self.apply_config(self.decisions.apply(base.clone()))?;
+        let new = self.decisions.apply(base.clone());
+        self.apply_config(new)?;
+        if base.api != self.base.api || base.metrics != self.base.metrics {
+            warn!("[api] and [metrics] changes take effect when moat restarts");
+        }
         self.base = base;
         Ok(())
     }
 
     /// Puts the current decisions into force over the last loaded config.
     pub fn apply_decisions(&mut self) -> Result<(), reload::ReloadError> {
-        self.apply_config(self.decisions.apply(self.base.clone()))
+        let new = self.decisions.apply(self.base.clone());
+        self.apply_config(new)
     }
 
     /// Status snapshots written so far.

@@ -156,11 +156,14 @@ fn post(path: &str, body: &str) -> Vec<u8> {
 #[test]
 fn api_refuses_bad_requests_with_a_status_and_a_message() -> Result<()> {
     let lab = Lab::new(&[CAMERA, LAPTOP])?;
-    let moat = Moat::start(&lab, &camera_and_laptop(r#"["telnet"]"#))?;
+    // Slots 1 and 2 are the camera's and the laptop's: none is left to approve into.
+    let config =
+        camera_and_laptop(r#"["telnet"]"#).replace("[defaults]", "[classifier]\nmax_devices = 3\n\n[defaults]");
+    let moat = Moat::start(&lab, &config)?;
     let (s, v) = raw(&moat, &post("/v1/devices/02:77:zz:00:00:01/approve", r#"{"policy":"open"}"#));
     assert_eq!(
         (s, v["error"].as_str().unwrap()),
-        (400, "\"02:77:zz:00:00:01\" is not a MAC address (like 02:00:5e:10:00:01)")
+        (400, "\"02:77:zz:00:00:01\" is not a device MAC address (like 02:00:5e:10:00:01): expected six hex pairs separated by ':' or '-'")
     );
     let (s, v) = raw(&moat, &post("/v1/devices/camera/policy", r#"{"policy":"nope"}"#));
     assert_eq!(s, 404);
@@ -174,6 +177,10 @@ fn api_refuses_bad_requests_with_a_status_and_a_message() -> Result<()> {
     assert_eq!(s, 405);
     let (s, v) = raw(&moat, b"GET /v1/devices/fridge HTTP/1.1\r\n\r\n");
     assert!(s == 404 && v["error"].as_str().unwrap().starts_with("no device named \"fridge\""), "{v}");
+    let (s, v) = raw(&moat, &post(&format!("/v1/devices/{STRANGER}/approve"), r#"{"policy":"open"}"#));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with(&format!("no device slot left for {STRANGER}")), "{v}");
+    assert!(!std::fs::read_to_string(lab.dir.join("state/devices.json")).unwrap_or_default().contains(STRANGER));
     let (s, _) = raw(&moat, b"GET /v1/status HTTP/1.1\r\n\r\n");
     assert_eq!(s, 200, "the daemon still answers after bad requests");
     assert!(connects(&lab.devices[1].ns, INTERNET_V4, 80)?, "and still enforces: the laptop gets out");

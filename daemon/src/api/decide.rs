@@ -27,23 +27,44 @@ fn policy_exists(d: &Daemon, policy: &str) -> Result<(), Response> {
     Err(Response::error(404, format!("no policy named {policy:?} (the config has: {})", known.join(", "))))
 }
 
+/// Decisions are refused rather than silently lost when their file is unusable.
+fn decidable(d: &Daemon) -> Result<(), Response> {
+    if d.decisions.is_kept() {
+        return Ok(());
+    }
+    Err(Response::error(503, "device decisions are disabled: devices.json could not be read at start (see the log)"))
+}
+
 /// Replaces the device's decision with `change(old)`, puts it into force and
 /// saves it; on failure the old decision is put back.
 fn decide(d: &mut Daemon, mac: MacAddr, change: impl FnOnce(Decision) -> Decision) -> Result<Option<String>, Response> {
+    decidable(d)?;
     let old = d.decisions.by_mac.get(&mac).cloned();
     let new = change(old.clone().unwrap_or_default());
-    if new.name.is_none() && new.policy.is_none() && new.quarantine.is_none() {
+    let removing = new.name.is_none() && new.policy.is_none() && new.quarantine.is_none();
+    if removing {
         d.decisions.by_mac.remove(&mac);
     } else {
-        d.decisions.by_mac.insert(mac, Decision { since: now(), ..new });
+        d.decisions.by_mac.insert(mac, Decision { since: now(), id: old.as_ref().and_then(|o| o.id), ..new });
     }
-    if let Err(e) = d.apply_decisions() {
+    let failure = match d.apply_decisions() {
+        Err(e) => Some(Response::error(500, format!("not applied, the previous policy stays: {e}"))),
+        Ok(()) if !removing && !d.cfg.devices.iter().any(|x| x.mac == mac) => Some(Response::error(
+            409,
+            format!("no device slot left for {mac}: raise [classifier] max_devices (needs a restart)"),
+        )),
+        Ok(()) => None,
+    };
+    if let Some(r) = failure {
         match old {
             Some(o) => d.decisions.by_mac.insert(mac, o),
             None => d.decisions.by_mac.remove(&mac),
         };
-        warn!(%mac, error = %e, "device decision not applied; nothing changed");
-        return Err(Response::error(500, format!("not applied, nothing changed: {e}")));
+        if let Err(e) = d.apply_decisions() {
+            warn!(%mac, error = %e, "putting the previous decisions back failed");
+        }
+        warn!(%mac, "device decision not applied");
+        return Err(r);
     }
     Ok(d.decisions.save().err().map(|e| {
         warn!(%mac, error = %e, "device decision applied but not saved");
@@ -75,6 +96,11 @@ pub fn approve(d: &mut Daemon, sel: &str, policy: Option<String>, name: Option<S
             return Response::error(409, format!("another device is already named {n:?}"));
         }
     }
+    if policy.as_deref() == Some(QUARANTINE) {
+        return Response::error(400, "use quarantine (with a reason) to quarantine a device");
+    }
+    // Lifting a quarantine keeps the policy decided before it.
+    let policy = policy.or_else(|| d.decisions.by_mac.get(&mac).and_then(|x| x.policy.clone()));
     let policy = match (policy, &listed) {
         (Some(p), _) => Some(p),
         (None, Some(x)) if x.policy == QUARANTINE => {
@@ -97,7 +123,7 @@ pub fn approve(d: &mut Daemon, sel: &str, policy: Option<String>, name: Option<S
         }
     }
     let keep_name = name.clone();
-    let result = decide(d, mac, |old| Decision { name: keep_name.or(old.name), policy, quarantine: None, since: 0 });
+    let result = decide(d, mac, |old| Decision { name: keep_name.or(old.name), policy, quarantine: None, ..old });
     finish(d, mac, result, "approved")
 }
 
@@ -152,6 +178,14 @@ pub fn forget(d: &mut Daemon, sel: &str) -> Response {
         Err(r) => return r,
     };
     let text = mac.to_string();
+    // First, and alone able to fail whole: an approved device leaves the
+    // config (its slot is not reused: slots are kept per decision).
+    let had_decision = d.decisions.by_mac.contains_key(&mac);
+    if had_decision {
+        if let Err(r) = decide(d, mac, |_| Decision::default()) {
+            return r;
+        }
+    }
     let mut problems = Vec::new();
     let inventory = match &mut d.inventory {
         Ok(inv) => inv.forget(&text).unwrap_or_else(|e| {
@@ -177,13 +211,6 @@ pub fn forget(d: &mut Daemon, sel: &str) -> Response {
         },
         None => false,
     };
-    // Last: removing an approved device's decision takes it out of the config.
-    let had_decision = d.decisions.by_mac.contains_key(&mac);
-    if had_decision {
-        if let Err(r) = decide(d, mac, |_| Decision::default()) {
-            return r;
-        }
-    }
     let before = d.events.recent.len();
     d.events.recent.retain(|e| e.mac != text);
     let events = before - d.events.recent.len();
@@ -192,10 +219,13 @@ pub fn forget(d: &mut Daemon, sel: &str) -> Response {
     }
     info!(%mac, inventory, decision = had_decision, counters, mqtt, events, "device forgotten");
     d.feed.publish("forgotten", json!({ "mac": text, "device": dev.as_ref().map(|x| x.name.clone()) }));
-    let status = if problems.is_empty() { 200 } else { 500 };
-    Response::json(
-        status,
-        &json!({ "mac": text, "decision": had_decision, "inventory": inventory, "mqtt_password": mqtt,
-                 "counters": counters, "events": events, "problems": problems }),
-    )
+    let mut body = json!({ "mac": text, "decision": had_decision, "inventory": inventory, "mqtt_password": mqtt,
+                           "counters": counters, "events": events });
+    if problems.is_empty() {
+        return Response::json(200, &body);
+    }
+    if let Some(m) = body.as_object_mut() {
+        m.insert("error".into(), json!(format!("forgotten in part; failed: {}", problems.join("; "))));
+    }
+    Response::json(500, &body)
 }

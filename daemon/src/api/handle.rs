@@ -65,7 +65,7 @@ fn recent_events(d: &Daemon) -> Response {
         let mut v = feed::event_fields(&d.cfg, e);
         if let Some(m) = v.as_object_mut() {
             m.insert("kind".into(), json!(e.kind));
-            m.insert("ts_ns".into(), json!(e.ts_ns));
+            m.insert("time".into(), json!(e.time));
         }
         body.push_str(&v.to_string());
         body.push('\n');

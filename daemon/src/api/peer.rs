@@ -43,10 +43,16 @@ fn group_id_in(db: &str, name: &str) -> Option<u32> {
     })
 }
 
-/// This process's effective uid (the owner of its /proc entry).
+/// This process's effective uid, from `/proc/self/status` (`Uid:` real,
+/// effective, ...). Not the owner of `/proc/self`: that is root for a
+/// process the kernel marks non-dumpable. Unreadable: root (allows nothing new).
 pub fn own_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    effective_uid(&status).unwrap_or(0)
+}
+
+fn effective_uid(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The `Groups:` of a process, from /proc (empty if it is gone).
@@ -73,6 +79,7 @@ mod tests {
         assert_eq!((group_id_in(db, "moat"), group_id_in(db, "moa"), group_id_in(db, "nope")), (Some(997), None, None));
         assert_eq!(parse_groups("Name:\tsh\nGroups:\t4 24 997 \nNSpid:\t1\n"), [4, 24, 997]);
         assert!(parse_groups("Name:\tsh\n").is_empty());
+        assert_eq!(effective_uid("Name:\tmoat\nUid:\t0\t997\t997\t997\n"), Some(997));
     }
 
     #[test]

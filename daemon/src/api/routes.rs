@@ -70,7 +70,7 @@ pub fn route(req: &Request) -> Result<Route, Response> {
                 body(req)?
             };
             let policy = b.policy.map(|p| word("policy", p)).transpose()?;
-            let name = b.name.map(|n| word("name", n)).transpose()?;
+            let name = b.name.map(device_name).transpose()?;
             call(Command::Approve { device, policy, name })
         }
         (["v1", "devices", sel, "quarantine"], "POST") => {
@@ -85,7 +85,10 @@ pub fn route(req: &Request) -> Result<Route, Response> {
         }
         (["v1", "plan"], "GET") => call(Command::Plan),
         (["v1", "reload"], "POST") => call(Command::Reload),
-        (["v1", "events"], "GET") => Ok(Route::Events { follow: req.query_param("follow").is_some_and(|v| v != "0") }),
+        (["v1", "events"], "GET") => {
+            let follow = req.query_param("follow").is_some_and(|v| !matches!(v, "0" | "false" | "no"));
+            Ok(Route::Events { follow })
+        }
         _ => Err(not_routed(&parts, method)),
     }
 }
@@ -137,12 +140,28 @@ fn word(what: &str, s: String) -> Result<String, Response> {
     }
 }
 
+/// A name for a device: a word, never a MAC-like string (every device
+/// without a name is called by its MAC, so the two must not meet).
+fn device_name(s: String) -> Result<String, Response> {
+    let s = word("name", s)?;
+    if s.contains(':') {
+        return Err(bad(format!("name {s:?}: a device name cannot contain ':' (MAC addresses do)")));
+    }
+    Ok(s)
+}
+
+/// Bidirectional and invisible formatting marks: they make a reason read
+/// differently in a terminal than it is.
+fn deceptive(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}')
+}
+
 fn reason(s: String) -> Result<String, Response> {
     let t = s.trim();
     if t.is_empty() {
         return Err(bad("reason: say why the device is quarantined".into()));
     }
-    if t.chars().count() > MAX_REASON || t.chars().any(char::is_control) {
+    if t.chars().count() > MAX_REASON || t.chars().any(|c| c.is_control() || deceptive(c)) {
         return Err(bad(format!("reason: at most {MAX_REASON} printable characters")));
     }
     Ok(t.to_string())
@@ -154,8 +173,11 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -211,6 +233,11 @@ mod tests {
         let (s, m) = error("POST", "/v1/devices/cam/policy", "not json");
         assert!(s == 400 && m.starts_with("request body:"), "{m}");
         assert_eq!(error("GET", "/v1/devices/%zz", "").0, 400);
+        assert_eq!(error("GET", "/v1/devices/%+A", "").0, 400);
+        let (s, m) = error("POST", "/v1/devices/cam/approve", r#"{"name":"02:77:00:00:00:0b"}"#);
+        assert!(s == 400 && m.contains("cannot contain ':'"), "{m}");
+        assert_eq!(error("POST", "/v1/devices/cam/quarantine", "{\"reason\":\"ok \u{202e} evil\"}").0, 400);
+        assert_eq!(route(&req("GET", "/v1/events?follow=false", "")).unwrap(), Route::Events { follow: false });
         let long = format!("/v1/devices/{}", "a".repeat(65));
         assert_eq!(error("GET", &long, "").0, 400);
     }

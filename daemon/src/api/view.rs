@@ -37,13 +37,15 @@ pub struct DeviceView {
 
 /// A device named by MAC or by name: its MAC, and its config entry if any.
 pub fn resolve<'d>(d: &'d Daemon, sel: &str) -> Result<(MacAddr, Option<&'d Device>), Response> {
-    if let Ok(mac) = sel.parse::<MacAddr>() {
+    let parsed = sel.parse::<MacAddr>();
+    if let Ok(mac) = parsed {
         return Ok((mac, d.cfg.devices.iter().find(|x| x.mac == mac)));
     }
     match d.cfg.devices.iter().find(|x| x.name == sel) {
         Some(dev) => Ok((dev.mac, Some(dev))),
         None if sel.contains(':') || (sel.contains('-') && sel.len() == 17) => {
-            Err(Response::error(400, format!("{sel:?} is not a MAC address (like 02:00:5e:10:00:01)")))
+            let why = parsed.err().map_or_else(String::new, |e| format!(": {e}"));
+            Err(Response::error(400, format!("{sel:?} is not a device MAC address (like 02:00:5e:10:00:01){why}")))
         }
         None => Err(Response::error(
             404,

@@ -21,6 +21,8 @@ pub enum ClientError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("moat answered something that is not HTTP: {0}")]
     Protocol(String),
+    #[error("moat closed the event stream (it stopped)")]
+    Ended,
 }
 
 /// A daemon's answer.
@@ -98,8 +100,8 @@ fn parse(raw: &[u8]) -> Result<Reply, ClientError> {
     }
 }
 
-/// Opens a stream; each line goes to `on_line` until it returns false or
-/// the daemon closes. A refusal comes back as the `Reply`.
+/// Opens a stream; each line goes to `on_line` until it returns false
+/// (`Ok(None)`) or the daemon closes it (`Ended`). A refusal comes back as the `Reply`.
 pub fn stream(socket: &Path, path: &str, mut on_line: impl FnMut(&str) -> bool) -> Result<Option<Reply>, ClientError> {
     let mut conn = connect(socket)?;
     send(&mut conn, socket, "GET", path, &[])?;
@@ -125,7 +127,10 @@ pub fn stream(socket: &Path, path: &str, mut on_line: impl FnMut(&str) -> bool) 
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line).map_err(io)? == 0 || !on_line(line.trim_end()) {
+        if reader.read_line(&mut line).map_err(io)? == 0 {
+            return Err(ClientError::Ended);
+        }
+        if !on_line(line.trim_end()) {
             return Ok(None);
         }
     }

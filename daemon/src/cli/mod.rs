@@ -81,27 +81,29 @@ pub enum DeviceAction {
 
 /// Runs `cmd` against the daemon; returns the process exit code.
 pub fn run(cmd: &ApiCommand, opts: &Opts) -> ExitCode {
-    match dispatch(cmd, opts) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("moat: {e}");
-            ExitCode::from(match e {
-                ClientError::NotRunning { .. } => EXIT_NOT_RUNNING,
-                ClientError::Denied { .. } => EXIT_DENIED,
-                _ => EXIT_FAILED,
-            })
-        }
-    }
+    dispatch(cmd, opts).unwrap_or_else(|e| {
+        eprintln!("moat: {e}");
+        client_exit(&e)
+    })
+}
+
+fn client_exit(e: &ClientError) -> ExitCode {
+    ExitCode::from(match e {
+        ClientError::NotRunning { .. } | ClientError::Ended => EXIT_NOT_RUNNING,
+        ClientError::Denied { .. } => EXIT_DENIED,
+        ClientError::Io { .. } | ClientError::Protocol(_) => EXIT_FAILED,
+    })
 }
 
 /// `moat plan` without --config: what the running daemon enforces.
 pub fn plan(opts: &Opts) -> ExitCode {
-    let done = client::request(&opts.socket, "GET", "/v1/plan", None)
-        .map(|r| finish(&r, opts, |_| String::from_utf8_lossy(&r.body).into_owned()));
-    done.unwrap_or_else(|e| {
-        eprintln!("moat: {e}\n(moat plan --config FILE plans a config file without a daemon)");
-        ExitCode::from(if matches!(e, ClientError::Denied { .. }) { EXIT_DENIED } else { EXIT_NOT_RUNNING })
-    })
+    match client::request(&opts.socket, "GET", "/v1/plan", None) {
+        Ok(r) => finish(&r, opts, |_| String::from_utf8_lossy(&r.body).into_owned()),
+        Err(e) => {
+            eprintln!("moat: {e}\n(moat plan --config FILE plans a config file without a daemon)");
+            client_exit(&e)
+        }
+    }
 }
 
 /// A request to make and how to show its answer.
@@ -161,7 +163,6 @@ pub fn exit_code(status: u16) -> u8 {
         200 => 0,
         403 => EXIT_DENIED,
         400..=499 => EXIT_INVALID,
-        503 => EXIT_NOT_RUNNING,
         _ => EXIT_FAILED,
     }
 }
@@ -170,6 +171,10 @@ fn follow(opts: &Opts) -> Result<ExitCode, ClientError> {
     use std::io::Write as _;
     let json = opts.json;
     let refused = client::stream(&opts.socket, "/v1/events?follow=1", |line| {
+        // Heartbeats only keep the connection honest; nobody reads them.
+        if line.contains("\"kind\":\"heartbeat\"") {
+            return true;
+        }
         let text = if json { format!("{line}\n") } else { show::event_lines(line) };
         let mut out = std::io::stdout().lock();
         // A closed pipe (`| head`) ends the stream.
@@ -198,7 +203,7 @@ mod tests {
     #[test]
     fn statuses_map_to_documented_exit_codes() {
         let codes: Vec<u8> = [200, 400, 403, 404, 409, 413, 500, 503].into_iter().map(exit_code).collect();
-        assert_eq!(codes, [0, 2, 4, 2, 2, 2, 1, 3]);
+        assert_eq!(codes, [0, 2, 4, 2, 2, 2, 1, 1]);
         assert_eq!(encode("Living room/1"), "Living%20room%2F1");
     }
 }

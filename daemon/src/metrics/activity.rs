@@ -64,6 +64,7 @@ mod tests {
             copied: None,
             payload_len: None,
             ts_ns: 0,
+            time: 0,
         }
     }
 

@@ -1,11 +1,11 @@
 //! The `/metrics` endpoint: a TCP listener whose connections ask the main
 //! loop for a rendering (the daemon's state lives there; no locks).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, Semaphore},
 };
 use tracing::{debug, info};
 
@@ -14,6 +14,11 @@ use crate::http::{self, Response};
 /// A scrape waiting for its text.
 pub type Scrape = oneshot::Sender<String>;
 
+/// Scrapes served at once (a local user cannot exhaust moat's descriptors).
+const MAX_CONNECTIONS: usize = 4;
+/// Whole-connection deadline: request, render and a client that reads slowly.
+const DEADLINE: Duration = Duration::from_secs(15);
+
 /// Content type of the text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -21,20 +26,27 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn spawn(listen: SocketAddr, scrapes: mpsc::Sender<Scrape>) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     info!(%listen, "metrics endpoint listening");
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((conn, peer)) => {
+                    // Over the cap the connection is just closed: a scraper retries.
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else { continue };
                     let scrapes = scrapes.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = answer(conn, scrapes).await {
-                            debug!(%peer, error = %e, "metrics connection");
+                        let answered = tokio::time::timeout(DEADLINE, answer(conn, scrapes)).await;
+                        match answered {
+                            Ok(Err(e)) => debug!(%peer, error = %e, "metrics connection"),
+                            Err(_) => debug!(%peer, "metrics connection timed out"),
+                            Ok(Ok(())) => {}
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
                     debug!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
