@@ -60,7 +60,7 @@ policy = "loader"
 
 /// mosquitto in the gateway namespace on GW:18883 with moat's server
 /// certificate, the loader's password and an ACL. Returns its pid.
-fn start_mosquitto(lab: &mut Lab, state: &Path, user: &str, pass: &str) -> Result<u32> {
+pub(crate) fn start_mosquitto(lab: &mut Lab, state: &Path, user: &str, pass: &str) -> Result<u32> {
     let d = lab.dir.join("mosq");
     std::fs::create_dir_all(&d)?;
     let p = |f: &str| d.join(f).display().to_string();

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod bench_classifier;
+pub mod bench_footprint;
 pub mod bench_mqtt;
 pub mod bench_policy;
 pub mod cmd;

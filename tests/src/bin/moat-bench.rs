@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use moat_tests::{bench_classifier, bench_mqtt, bench_policy};
+use moat_tests::{bench_classifier, bench_footprint, bench_mqtt, bench_policy};
 
-const BENCHES: [&str; 3] = ["classifier", "policy", "mqtt"];
+const BENCHES: [&str; 4] = ["classifier", "policy", "mqtt", "footprint"];
 
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         "classifier" => bench_classifier::run().inspect(bench_classifier::print),
         "policy" => bench_policy::run_all().inspect(bench_policy::print),
         "mqtt" => bench_mqtt::run().inspect(bench_mqtt::print),
+        "footprint" => bench_footprint::run().inspect(bench_footprint::print),
         _ => {
             eprintln!("usage: moat-bench NAME (one of: {})", BENCHES.join(", "));
             return ExitCode::from(2);
