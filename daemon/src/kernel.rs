@@ -18,6 +18,7 @@ use moat_common::{
     reason, DeviceEntry, DeviceStats, FlowKey, FlowValue, MacKey,
 };
 use moat_policy::Config;
+use tracing::warn;
 
 /// The eBPF object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
@@ -161,17 +162,21 @@ impl Kernel {
                     let link: SchedClassifierLink = FdLink::from(old)
                         .try_into()
                         .map_err(|e: LinkError| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
-                    let id = prog.attach_to_link(link).map_err(attach_err)?;
-                    // The link stays pinned; our handle to it may go.
-                    drop(prog.take_link(id).map_err(attach_err)?);
+                    match prog.attach_to_link(link) {
+                        // The link stays pinned; our handle to it may go.
+                        Ok(id) => drop(prog.take_link(id).map_err(attach_err)?),
+                        // Its interface is gone (the bridge was recreated): that
+                        // link guards nothing, so a fresh one replaces it.
+                        Err(e) => {
+                            warn!(pin = %path.display(), error = %e, "pinned link is stale; attaching afresh");
+                            std::fs::remove_file(&path)
+                                .map_err(|e| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
+                            attach_and_pin(prog, iface, at, &path).map_err(|e| e.for_program(program, iface))?;
+                        }
+                    }
                 }
                 Err(_) if !path.exists() => {
-                    let id = prog.attach(iface, at).map_err(attach_err)?;
-                    let link = prog.take_link(id).map_err(attach_err)?;
-                    let fd: FdLink = link
-                        .try_into()
-                        .map_err(|e: LinkError| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
-                    fd.pin(&path).map_err(|e| KernelError::Pin { path: path.clone(), message: e.to_string() })?;
+                    attach_and_pin(prog, iface, at, &path).map_err(|e| e.for_program(program, iface))?;
                 }
                 Err(e) => return Err(KernelError::Pin { path, message: e.to_string() }),
             }
@@ -268,4 +273,27 @@ fn entry(id: u32, p: &moat_policy::Policy) -> DeviceEntry {
 
 fn sum_all(map: &PerCpuArray<MapData, u64>, n: usize, name: &'static str) -> Result<Vec<u64>, KernelError> {
     (0..n as u32).map(|i| map.get(&i, 0).map(|v| v.iter().sum()).map_err(map_err(name))).collect()
+}
+
+/// Why a new link could not be made and pinned (the program is named by the caller).
+enum AttachFailure {
+    Attach(ProgramError),
+    Pin(PathBuf, String),
+}
+
+impl AttachFailure {
+    fn for_program(self, program: &'static str, iface: &str) -> KernelError {
+        match self {
+            AttachFailure::Attach(source) => KernelError::Attach { program, iface: iface.to_string(), source },
+            AttachFailure::Pin(path, message) => KernelError::Pin { path, message },
+        }
+    }
+}
+
+/// Attaches `prog` to `iface` with a new link and pins it at `path`.
+fn attach_and_pin(prog: &mut SchedClassifier, iface: &str, at: TcAttachType, path: &Path) -> Result<(), AttachFailure> {
+    let id = prog.attach(iface, at).map_err(AttachFailure::Attach)?;
+    let link = prog.take_link(id).map_err(AttachFailure::Attach)?;
+    let fd: FdLink = link.try_into().map_err(|e: LinkError| AttachFailure::Pin(path.to_path_buf(), e.to_string()))?;
+    fd.pin(path).map(drop).map_err(|e| AttachFailure::Pin(path.to_path_buf(), e.to_string()))
 }

@@ -90,6 +90,40 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_within_a_second() -> Result<()> 
     Ok(())
 }
 
+/// A router that recreates its bridge (a network restart) leaves moat's
+/// pinned links attached to an interface that is gone: the next moat
+/// replaces them instead of failing to start.
+#[test]
+fn a_recreated_bridge_gets_fresh_links() -> Result<()> {
+    let lab = Lab::new(&[CAMERA, LAPTOP])?;
+    let (cam, laptop) = (lab.devices[0].clone(), lab.devices[1].clone());
+    let config = camera_and_laptop(r#"["telnet"]"#).replace("on_failure = \"open\"", "on_failure = \"closed\"");
+    let mut moat = Moat::start(&lab, &config)?;
+    moat.stop()?;
+    let recreate = format!(
+        "ip link del {lan}
+         ip link add {lan} type bridge stp_state 0 mcast_snooping 0
+         ip link set {lan} up
+         ip addr add {gw}/16 dev {lan}
+         ip addr add {gw6}/64 dev {lan} nodad
+         for p in $(ls /sys/class/net | grep '^lan'); do ip link set $p master {lan}; done",
+        lan = moat_tests::lab::LAN_IF,
+        gw = moat_tests::lab::GW_V4,
+        gw6 = moat_tests::lab::GW_V6,
+    );
+    moat_tests::cmd::sh(&lab.gw, &recreate)?;
+    assert!(!connects(&laptop.ns, INTERNET_V4, 80)?, "the tables refuse unmarked traffic: closed, not open");
+
+    let moat = Moat::start(&lab, &config)?;
+    assert!(moat.log_text().contains("pinned link is stale; attaching afresh"), "{}", moat.log_text());
+    assert!(connects(&laptop.ns, INTERNET_V4, 80)?, "the new bridge is classified again");
+    assert!(!connects(&cam.ns, INTERNET_V4, 23)?, "and the camera's telnet is blocked again");
+    drop(moat);
+    let bin = binary()?.display().to_string();
+    run(Some(&lab.gw), &[&bin, "stop", "--remove", "--config", &lab.dir.join("moat.toml").display().to_string()])?;
+    Ok(())
+}
+
 /// systemd integration without systemd: a notify socket of our own, the
 /// environment systemd would set, and the messages moat sends.
 #[test]

@@ -158,6 +158,8 @@ fn base_chains(s: &mut String, cfg: &Config) {
         }
     }
     let _ = writeln!(s, "\t\tcounter drop comment \"wan-inbound\"\n\t}}");
+    // ICMP by protocol number: nft resolves names such as ipv6-icmp through
+    // /etc/protocols, which minimal systems and containers may not have.
     let _ = writeln!(
         s,
         "\tchain input {{
@@ -166,7 +168,7 @@ fn base_chains(s: &mut String, cfg: &Config) {
 \t}}
 \tchain lan_in {{
 \t\tct state established,related accept
-\t\tmeta l4proto {{ icmp, ipv6-icmp }} accept
+\t\tmeta l4proto {{ 1, 58 }} accept comment \"icmp, ipv6-icmp\"
 \t\tmeta mark & {mask:#010x} vmap @lan_in_policy
 \t\tcounter drop comment \"no moat mark: classifier not running\"
 \t}}",
