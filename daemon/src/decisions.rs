@@ -87,6 +87,8 @@ impl Decisions {
         let mut f =
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp).map_err(io)?;
         f.write_all(&body).and_then(|()| f.sync_all()).map_err(io)?;
+        // `moat forget` run by root must leave a file the daemon can read.
+        crate::owner::like_parent(&tmp);
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
 

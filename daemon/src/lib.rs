@@ -22,6 +22,7 @@ pub mod mud_dir;
 pub mod neighbours;
 pub mod nft;
 pub mod oui;
+pub mod owner;
 pub mod pins;
 pub mod plan;
 pub mod reload;

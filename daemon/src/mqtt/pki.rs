@@ -58,6 +58,7 @@ pub fn dir(state_dir: &Path) -> Result<PathBuf, PkiError> {
     let d = state_dir.join("mqtt");
     fs::create_dir_all(&d).map_err(io(&d))?;
     fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map_err(io(&d))?;
+    crate::owner::like_parent(&d);
     Ok(d)
 }
 
@@ -67,6 +68,7 @@ pub fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io(&tmp))?;
     f.write_all(data).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    crate::owner::like_parent(&tmp);
     fs::rename(&tmp, path).map_err(io(path))
 }
 
