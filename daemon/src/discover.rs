@@ -6,16 +6,12 @@ use tracing::debug;
 
 use crate::{dhcp, events::Event, inventory::Inventory, learn::policy_for};
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Updates the inventory from one event (and its copied payload).
 pub fn observe(inv: &mut Inventory, cfg: &Config, e: &Event, payload: &[u8]) {
     if e.mac.is_empty() {
         return;
     }
-    let t = now();
+    let t = crate::clock::unix_secs();
     let (policy, quarantined) = match policy_for(cfg, e.device_id) {
         Some((name, p)) => (name.to_string(), p.quarantine),
         None => (cfg.gateway.unknown_policy.clone(), true),

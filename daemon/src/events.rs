@@ -168,7 +168,7 @@ pub fn decode(raw: &[u8]) -> Result<Event, DecodeError> {
         copied: None,
         payload_len: None,
         ts_ns: b.u64(offset_of!(EventHeader, ts_ns)),
-        time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        time: crate::clock::unix_secs().unsigned_abs(),
     };
     if need == size_of::<FlowEvent>() {
         e.mac = mac(b.array(offset_of!(FlowEvent, mac)));

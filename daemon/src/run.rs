@@ -87,9 +87,8 @@ pub async fn run(base: Config, path: PathBuf) -> Result<(), RunError> {
     let api_socket = crate::api::socket::spawn(&cfg.api, call_tx, feed.clone()).map_err(|e| {
         error!(error = %e, "control API not started; enforcing without it");
     });
-    let mut daemon = Daemon::new(kernel, cfg, path);
+    let mut daemon = Daemon::new(kernel, cfg, path, base, decisions, feed);
     daemon.mqtt = mqtt;
-    (daemon.base, daemon.decisions, daemon.feed, daemon.started) = (base, decisions, feed, started);
     let result = serve(&mut daemon, ring, Inbox { scrapes, calls }).await;
     if let Ok(p) = api_socket {
         let _ = std::fs::remove_file(p);
@@ -175,15 +174,23 @@ struct Inbox {
 }
 
 impl Daemon {
-    fn new(kernel: Kernel, cfg: Config, path: PathBuf) -> Self {
+    /// `cfg` is `base` with `decisions` laid over it (already in force).
+    fn new(
+        kernel: Kernel,
+        cfg: Config,
+        path: PathBuf,
+        base: Config,
+        decisions: crate::decisions::Decisions,
+        feed: crate::api::feed::Feed,
+    ) -> Self {
         let cfg_state_dir = PathBuf::from(&cfg.gateway.state_dir);
         let packet_log = crate::logging::PacketLog::new(cfg.log.packet_events_per_minute);
         Daemon {
             kernel,
-            base: cfg.clone(),
             cfg,
-            decisions: crate::decisions::Decisions::detached(),
-            feed: crate::api::feed::Feed::default(),
+            base,
+            decisions,
+            feed,
             started: std::time::Instant::now(),
             path,
             events: Events::default(),
@@ -236,9 +243,7 @@ impl Daemon {
         let Ok(inv) = &mut self.inventory else { return };
         match neighbours::on(&self.cfg.gateway.lan) {
             Ok(pairs) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
+                let now = crate::clock::unix_secs();
                 for (mac, addr) in pairs {
                     if inv.get(&mac).is_some() {
                         inv.address(&mac, now, &addr);

@@ -153,7 +153,7 @@ pub fn collect(d: &Daemon, seq: u64) -> Result<Snapshot, KernelError> {
     let named = |names: &[&'static str], values: Vec<u64>| names.iter().copied().zip(values).collect();
     Ok(Snapshot {
         seq,
-        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        unix_time: crate::clock::unix_secs().unsigned_abs(),
         devices,
         drop_reasons: named(&reason::NAMES, kernel.drop_reasons()?),
         health: named(&reason::HEALTH_NAMES, kernel.health()?),

@@ -10,10 +10,6 @@ use tracing::{info, warn};
 use super::view;
 use crate::{decisions::Decision, http::Response, run::Daemon};
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Whether the file config (without decisions) lists the device.
 fn in_file(d: &Daemon, mac: &MacAddr) -> Option<Device> {
     d.base.devices.iter().find(|x| x.mac == *mac).cloned()
@@ -45,7 +41,9 @@ fn decide(d: &mut Daemon, mac: MacAddr, change: impl FnOnce(Decision) -> Decisio
     if removing {
         d.decisions.by_mac.remove(&mac);
     } else {
-        d.decisions.by_mac.insert(mac, Decision { since: now(), id: old.as_ref().and_then(|o| o.id), ..new });
+        d.decisions
+            .by_mac
+            .insert(mac, Decision { since: crate::clock::unix_secs(), id: old.as_ref().and_then(|o| o.id), ..new });
     }
     let failure = match d.apply_decisions() {
         Err(e) => Some(Response::error(500, format!("not applied, the previous policy stays: {e}"))),

@@ -25,10 +25,6 @@ impl Default for Feed {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Feed {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.tx.subscribe()
@@ -40,7 +36,7 @@ impl Feed {
             return;
         }
         if let Some(m) = fields.as_object_mut() {
-            m.insert("time".into(), json!(now()));
+            m.insert("time".into(), json!(crate::clock::unix_secs()));
             m.insert("kind".into(), json!(kind));
         }
         let _ = self.tx.send(Arc::from(fields.to_string()));

@@ -2,11 +2,9 @@
 
 use serde_json::Value;
 
-use super::table::{ago, bytes, clock, duration, table};
+use crate::clock::unix_secs as now;
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
+use super::table::{ago, bytes, clock, duration, table};
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)

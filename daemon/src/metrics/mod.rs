@@ -14,7 +14,7 @@ pub mod serve;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
 use tracing::{error, warn};
 
-use crate::{events::Event, kernel::KernelError, run::Daemon};
+use crate::{clock::unix_secs as now, events::Event, kernel::KernelError, run::Daemon};
 use scrape::Scrape;
 
 /// Results `observe_apply` is called with.
@@ -142,10 +142,6 @@ impl Metrics {
     fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.kept.as_ref().map(|k| k.registry.gather()).unwrap_or_default()
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The text exposition of every metric, read now.
